@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make run` and `make test`.  Each builds
+# the virtualenv under .venv and installs the project into it when missing or
+# when the packaging files changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: run test check lint typecheck venv clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# compat mode puts the repo root on sys.path, which is what makes
+	# twisted/plugins/amqplike_plugin.py visible to twistd (PEP 660 mode does not).
+	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## run the broker in the foreground on tcp:5680 (loopback); ARGS="--listen ..." to change
+run: $(STAMP)
+	$(VENV)/bin/twistd --nodaemon --pidfile= amqplike $(ARGS)
+
+## lint and type checks, then the whole test suite
+test: $(STAMP) check
+	$(PY) -m pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check amqplike twisted tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache twisted/plugins/dropin.cache
