@@ -1,0 +1,540 @@
+"""Channels: the per-channel state of a connection, and the port deliveries leave by.
+
+A :class:`Channel` is what the server drives for each open AMQP channel.
+It owns the consumers created on it, its delivery-tag counter, its unacked
+deliveries and prefetch windows, and publisher-confirm sequence numbers.
+Everything leaving the core for the client goes through its
+:class:`ChannelSink`, synchronously, from inside the call that caused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from attrs import define, field
+
+from amqplike.core.message import DropReason, GetResult, Message
+from amqplike.core.queues import Consumer, Queue, QueueEntry
+from amqplike.core.vhost import server_name
+from amqplike.errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    NO_ROUTE,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    ChannelError,
+    HardError,
+)
+from amqplike.properties import BasicProperties
+
+if TYPE_CHECKING:
+    from amqplike.core.broker import Connection
+    from amqplike.core.vhost import VirtualHost
+
+
+class ChannelSink(Protocol):
+    """What the core calls to send to the client of one channel (the server implements it)."""
+
+    def deliver(
+        self, consumer_tag: str, delivery_tag: int, redelivered: bool, message: Message
+    ) -> None:
+        """Send ``basic.deliver`` with the message."""
+
+    def returned(self, reply_code: int, reply_text: str, message: Message) -> None:
+        """Send ``basic.return``: a mandatory message could not be routed."""
+
+    def confirmed(self, delivery_tag: int, multiple: bool, ack: bool) -> None:
+        """Send a publisher confirm: ``basic.ack`` (``ack``) or ``basic.nack``."""
+
+    def consumer_cancelled(self, consumer_tag: str) -> None:
+        """Send ``basic.cancel``: the server cancelled the consumer (its queue went away)."""
+
+
+@define(eq=False, slots=True)
+class _Unacked:
+    """A delivery awaiting ack: the entry, its queue, and the consumer (None for basic.get)."""
+
+    entry: QueueEntry
+    queue: Queue
+    consumer: Consumer | None
+
+
+@define(eq=False, slots=True)
+class Channel:
+    """One open channel of a connection.
+
+    Methods are named after the AMQP methods they implement and raise
+    ``ChannelError`` (soft) or ``HardError`` with RabbitMQ's codes and texts.
+    A closed channel refuses every method with ``HardError`` 504.
+    """
+
+    number: int
+    connection: Connection
+    sink: ChannelSink
+    vhost: VirtualHost
+    is_open: bool = True
+    #: False after ``channel.flow(active=false)``: no deliveries to this channel's consumers.
+    flow_active: bool = True
+    confirm_mode: bool = False
+    #: ``basic.qos(global=false)``: the window given to consumers created afterwards.
+    prefetch_count: int = 0
+    #: ``basic.qos(global=true)``: one window shared by all consumers of the channel.
+    global_prefetch: int = 0
+    #: Unacked deliveries made to consumers (``basic.get`` ones are not limited by qos).
+    consumer_unacked: int = 0
+    _next_delivery_tag: int = field(default=1, init=False)
+    _publish_seq: int = field(default=0, init=False)
+    _unacked: dict[int, _Unacked] = field(factory=dict, init=False)
+    _consumers: dict[str, Consumer] = field(factory=dict, init=False)
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.number} open={self.is_open}>"
+
+    @property
+    def consumers(self) -> Mapping[str, Consumer]:
+        """This channel's consumers by tag."""
+        return self._consumers
+
+    @property
+    def unacked_count(self) -> int:
+        """Deliveries (including ``basic.get`` ones) not yet settled."""
+        return len(self._unacked)
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            # AMQP classes 504 as a connection error: the client used a closed channel.
+            raise HardError(CHANNEL_ERROR, f"channel {self.number} is closed")
+
+    # -- exchanges, queues, bindings ------------------------------------------
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        type: str = "direct",
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``exchange.declare`` (see :meth:`VirtualHost.exchange_declare` for the errors)."""
+        self._check_open()
+        self.vhost.exchange_declare(
+            exchange, type, passive, durable, auto_delete, internal, arguments
+        )
+
+    def exchange_delete(self, exchange: str, if_unused: bool = False) -> None:
+        """``exchange.delete``: 403 for system exchanges, 406 if ``if_unused`` and bound."""
+        self._check_open()
+        self.vhost.exchange_delete(exchange, if_unused)
+
+    def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``exchange.bind`` (RabbitMQ extension): route from ``source`` on to ``destination``.
+
+        403 if either is the default exchange; 404 if either is missing.
+        """
+        self._check_open()
+        vhost = self.vhost
+        vhost.check_not_default(destination)
+        vhost.check_not_default(source)
+        src = vhost.get_exchange(source)
+        dst = vhost.get_exchange(destination)
+        vhost.bind(src, dst, routing_key, arguments)
+
+    def exchange_unbind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``exchange.unbind``: a missing binding is not an error; missing exchanges are 404."""
+        self._check_open()
+        vhost = self.vhost
+        vhost.check_not_default(destination)
+        vhost.check_not_default(source)
+        src = vhost.get_exchange(source)
+        dst = vhost.get_exchange(destination)
+        vhost.unbind(src, dst, routing_key, arguments)
+
+    def queue_declare(
+        self,
+        queue: str = "",
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> tuple[str, int, int]:
+        """``queue.declare``: return ``(name, message_count, consumer_count)``.
+
+        See :meth:`VirtualHost.queue_declare` for the errors.
+        """
+        self._check_open()
+        q = self.vhost.queue_declare(
+            self.connection, queue, passive, durable, exclusive, auto_delete, arguments
+        )
+        return q.name, q.message_count, q.consumer_count
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``queue.bind``: 403 for the default exchange, 404 for a missing end, 405 if locked."""
+        self._check_open()
+        vhost = self.vhost
+        vhost.check_not_default(exchange)
+        source = vhost.get_exchange(exchange)
+        vhost.bind(source, vhost.get_queue(queue, self.connection), routing_key, arguments)
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``queue.unbind``: a missing binding is not an error; missing ends are 404."""
+        self._check_open()
+        vhost = self.vhost
+        vhost.check_not_default(exchange)
+        source = vhost.get_exchange(exchange)
+        vhost.unbind(source, vhost.get_queue(queue, self.connection), routing_key, arguments)
+
+    def queue_purge(self, queue: str) -> int:
+        """``queue.purge``: drop ready messages (not unacked ones); return how many."""
+        self._check_open()
+        return self.vhost.get_queue(queue, self.connection).purge()
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
+        """``queue.delete``: return the ready message count (see :meth:`VirtualHost.queue_delete`)."""
+        self._check_open()
+        return self.vhost.queue_delete(self.connection, queue, if_unused, if_empty)
+
+    # -- consuming -----------------------------------------------------------
+
+    def basic_qos(
+        self, prefetch_size: int = 0, prefetch_count: int = 0, global_: bool = False
+    ) -> None:
+        """``basic.qos``: set the prefetch window, RabbitMQ-style.
+
+        ``global_=False`` sets the window of consumers created afterwards on
+        this channel; ``global_=True`` one window shared by all its consumers.
+        0 is unlimited.  A nonzero ``prefetch_size`` is refused with 540
+        NOT_IMPLEMENTED, as RabbitMQ does.
+        """
+        self._check_open()
+        if prefetch_size:
+            raise HardError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({prefetch_size})")
+        if global_:
+            self.global_prefetch = prefetch_count
+        else:
+            self.prefetch_count = prefetch_count
+        # A larger window may let waiting messages through now.
+        self._wake(self._consumers.values())
+
+    def basic_consume(
+        self,
+        queue: str,
+        consumer_tag: str = "",
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        dispatch: bool = True,
+    ) -> str:
+        """``basic.consume``: subscribe to a queue and return the consumer tag.
+
+        An empty tag gets a server-generated ``amq.ctag-…`` one.  530 (hard)
+        for a tag already used on this channel; 404/405 for the queue; 403 if
+        the queue has an exclusive consumer, or consumers when ``exclusive``.
+        Ready messages are delivered before this returns unless ``dispatch``
+        is False, in which case the caller sends ``basic.consume-ok`` first and
+        then calls :meth:`dispatch`.
+        """
+        self._check_open()
+        if consumer_tag in self._consumers:
+            raise HardError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        q = self.vhost.get_queue(queue, self.connection)
+        if q.exclusive_consumer is not None or (exclusive and q.consumer_count):
+            raise ChannelError(
+                ACCESS_REFUSED, f"{self.vhost.describe('queue', queue)} in exclusive use"
+            )
+        tag = consumer_tag
+        while not tag or tag in self._consumers:
+            tag = server_name("amq.ctag-")
+        consumer = Consumer(
+            tag=tag,
+            queue=q,
+            channel=self,
+            no_ack=no_ack,
+            exclusive=exclusive,
+            prefetch_count=self.prefetch_count,
+            arguments=dict(arguments or {}),
+        )
+        self._consumers[tag] = consumer
+        q.add_consumer(consumer)
+        if dispatch:
+            q.dispatch()
+        return tag
+
+    def dispatch(self) -> None:
+        """Deliver what this channel's consumers can take now (after a deferred consume)."""
+        self._check_open()
+        self._wake(self._consumers.values())
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        """``basic.cancel``: an unknown tag is not an error (RabbitMQ).
+
+        Unacked deliveries of the consumer stay unacked on the channel.  An
+        auto-delete queue is deleted when its last consumer goes.
+        """
+        self._check_open()
+        consumer = self._consumers.pop(consumer_tag, None)
+        if consumer is not None:
+            self._cancel(consumer)
+
+    def _cancel(self, consumer: Consumer) -> None:
+        q = consumer.queue
+        q.remove_consumer(consumer)
+        if q.auto_delete and q.had_consumer and not q.consumer_count:
+            self.vhost.delete_queue(q)
+
+    def consumer_removed(self, consumer: Consumer) -> None:
+        """Called by the virtual host when a consumer's queue is deleted under it."""
+        if self._consumers.get(consumer.tag) is consumer:
+            del self._consumers[consumer.tag]
+            if self.is_open:
+                self.sink.consumer_cancelled(consumer.tag)
+
+    def deliver_entry(self, consumer: Consumer, queue: Queue, entry: QueueEntry) -> None:
+        """Hand a queue entry to a consumer of this channel (called by :meth:`Queue.dispatch`)."""
+        tag = self._next_delivery_tag
+        self._next_delivery_tag = tag + 1
+        redelivered = entry.delivery_count > 0
+        entry.delivery_count += 1
+        if consumer.no_ack:
+            # Auto-ack: settled as it is sent (AMQP 0-9-1, basic.consume no-ack).
+            queue.ack(entry)
+        else:
+            self._unacked[tag] = _Unacked(entry, queue, consumer)
+            consumer.unacked += 1
+            self.consumer_unacked += 1
+        self.sink.deliver(consumer.tag, tag, redelivered, entry.message)
+
+    def basic_get(self, queue: str, no_ack: bool = False) -> GetResult | None:
+        """``basic.get``: take one message, or None when the queue is empty (``get-empty``).
+
+        Not limited by prefetch, as in RabbitMQ.
+        """
+        self._check_open()
+        q = self.vhost.get_queue(queue, self.connection)
+        entry = q.pop()
+        if entry is None:
+            return None
+        tag = self._next_delivery_tag
+        self._next_delivery_tag = tag + 1
+        redelivered = entry.delivery_count > 0
+        entry.delivery_count += 1
+        if no_ack:
+            q.ack(entry)
+        else:
+            self._unacked[tag] = _Unacked(entry, q, None)
+        return GetResult(tag, redelivered, entry.message, q.message_count)
+
+    # -- settling ------------------------------------------------------------
+
+    def _take(self, delivery_tag: int, multiple: bool) -> list[_Unacked]:
+        """Remove and return the deliveries an ack/nack names, oldest first.
+
+        ``multiple`` means every delivery up to and including the tag, and
+        tag 0 with ``multiple`` means all (AMQP 0-9-1, basic.ack).  As in
+        RabbitMQ, the tag itself must be outstanding, else 406.
+        """
+        unacked = self._unacked
+        if multiple and delivery_tag == 0:
+            records = list(unacked.values())
+            unacked.clear()
+            return records
+        record = unacked.pop(delivery_tag, None)
+        if record is None:
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}")
+        if not multiple:
+            return [record]
+        # The dict is in tag order (tags only grow), so older ones come first.
+        older = []
+        for tag in unacked:
+            if tag > delivery_tag:
+                break
+            older.append(tag)
+        records = [unacked.pop(tag) for tag in older]
+        records.append(record)
+        return records
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        """``basic.ack``: 406 for an unknown tag; frees prefetch credit."""
+        self._check_open()
+        if not multiple:
+            record = self._unacked.pop(delivery_tag, None)
+            if record is None:
+                raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {delivery_tag}")
+            # The common case, kept free of the bookkeeping of _settle.
+            if not record.queue.deleted:
+                record.queue.ack(record.entry)
+            consumer = record.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.consumer_unacked -= 1
+                if self.global_prefetch:
+                    self._wake(self._consumers.values())
+                elif not consumer.cancelled:
+                    consumer.queue.wake(consumer)
+                    consumer.queue.dispatch()
+            return
+        self._settle(self._take(delivery_tag, multiple), ack=True, requeue=False)
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        """``basic.nack`` (RabbitMQ extension): requeue or discard; 406 for an unknown tag."""
+        self._check_open()
+        self._settle(self._take(delivery_tag, multiple), ack=False, requeue=requeue)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        """``basic.reject``: requeue or discard one delivery; 406 for an unknown tag."""
+        self._check_open()
+        self._settle(self._take(delivery_tag, False), ack=False, requeue=requeue)
+
+    def basic_recover(self, requeue: bool = True) -> None:
+        """``basic.recover``: requeue every unacked delivery of the channel.
+
+        ``requeue=False`` (redeliver to the same consumer) is 540
+        NOT_IMPLEMENTED, as in RabbitMQ.
+        """
+        self._check_open()
+        if not requeue:
+            raise HardError(NOT_IMPLEMENTED, "requeue=false")
+        self._settle(self._take(0, True), ack=False, requeue=True)
+
+    def _settle(self, records: list[_Unacked], *, ack: bool, requeue: bool) -> None:
+        """Settle deliveries, then let the consumers they freed take more."""
+        freed: dict[Consumer, None] = {}
+        requeued: dict[Queue, list[QueueEntry]] = {}
+        for record in records:
+            consumer = record.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.consumer_unacked -= 1
+                freed[consumer] = None
+            q = record.queue
+            if q.deleted:
+                # Its queue is gone; settling it is a no-op, as in RabbitMQ.
+                continue
+            if ack:
+                q.ack(record.entry)
+            elif requeue:
+                requeued.setdefault(q, []).append(record.entry)
+            else:
+                q.drop(record.entry, DropReason.REJECTED)
+        for q, entries in requeued.items():
+            q.requeue(entries)
+        if self.global_prefetch and freed:
+            freed = dict.fromkeys(self._consumers.values())
+        self._wake(freed, requeued)
+
+    def _wake(self, consumers: Iterable[Consumer], queues: Iterable[Queue] = ()) -> None:
+        """Put consumers back in their queues' dispatch rotation and dispatch those queues."""
+        touched = dict.fromkeys(queues)
+        for consumer in consumers:
+            if not consumer.cancelled:
+                consumer.queue.wake(consumer)
+                touched[consumer.queue] = None
+        for q in touched:
+            q.dispatch()
+
+    # -- publishing ------------------------------------------------------------
+
+    def confirm_select(self) -> None:
+        """``confirm.select``: from now on every publish is confirmed, numbered from 1."""
+        self._check_open()
+        self.confirm_mode = True
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        properties: BasicProperties,
+        body: bytes,
+        *,
+        mandatory: bool = False,
+        now: float = 0.0,
+    ) -> None:
+        """``basic.publish``: route the message to every matching queue once.
+
+        404 for a missing exchange, 403 for an internal one.  An unroutable
+        mandatory message comes back through ``sink.returned`` (312
+        NO_ROUTE); in confirm mode the confirm follows it.
+        """
+        self._check_open()
+        vhost = self.vhost
+        x = vhost.exchanges.get(exchange)
+        if x is None:
+            x = vhost.get_exchange(exchange)
+        if x.internal:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"cannot publish to internal {vhost.describe('exchange', exchange)}",
+            )
+        message = Message(exchange, routing_key, properties, body)
+        queues = vhost.route(x, message)
+        if queues:
+            for q in queues:
+                q.enqueue(message, now)
+        elif mandatory:
+            self.sink.returned(NO_ROUTE, "NO_ROUTE", message)
+        if self.confirm_mode:
+            self._publish_seq += 1
+            self._confirm(self._publish_seq, message, queues)
+
+    def _confirm(self, seq: int, message: Message, queues: Iterable[Queue]) -> None:
+        """Confirm publish number ``seq``: the hook where the durable store will hold
+        back confirms of persistent messages routed to durable queues until fsync."""
+        self.sink.confirmed(seq, False, True)
+
+    # -- flow and close --------------------------------------------------------
+
+    def flow(self, active: bool) -> bool:
+        """``channel.flow``: pause (False) or resume (True) deliveries; return ``active``."""
+        self._check_open()
+        self.flow_active = active
+        if active:
+            self._wake(self._consumers.values())
+        return active
+
+    def close(self) -> None:
+        """Close the channel: cancel its consumers, requeue its unacked deliveries.
+
+        Requeued messages come back with ``redelivered`` set and in their
+        original order (AMQP 0-9-1, 1.8.3.13 / 4.7).  Idempotent; never raises.
+        """
+        if not self.is_open:
+            return
+        self.is_open = False
+        consumers = list(self._consumers.values())
+        self._consumers.clear()
+        for consumer in consumers:
+            self._cancel(consumer)
+        records = list(self._unacked.values())
+        self._unacked.clear()
+        self._settle(records, ack=False, requeue=True)
+        if self.connection.channels.get(self.number) is self:
+            del self.connection.channels[self.number]
