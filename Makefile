@@ -10,12 +10,14 @@ ARGS ?=
 
 .PHONY: run test check lint typecheck venv clean
 
+# A PEP 660 editable install does not expose twisted/plugins/ to twistd; the
+# .pth file putting the repo root on sys.path does (setuptools' "compat"
+# editable mode did the same and is being removed).
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# compat mode puts the repo root on sys.path, which is what makes
-	# twisted/plugins/amqplike_plugin.py visible to twistd (PEP 660 mode does not).
-	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "amqplike-repo-root.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
 	@touch $(STAMP)
 
 venv: $(STAMP)
