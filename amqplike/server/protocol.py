@@ -544,7 +544,7 @@ class AMQPServerProtocol(Protocol):
             self._hard_error(error, number)
             return
         self.log.warn(
-            "Closing channel {channel} of {peer}: {text}",
+            "Closing channel {channel} of {peer} with {code}: {text}",
             peer=self.peer,
             channel=number,
             code=error.reply_code,
@@ -566,7 +566,7 @@ class AMQPServerProtocol(Protocol):
     def _hard_error(self, error: AMQPError, number: int, *, drop: bool = False) -> None:
         """Close the connection with ``connection.close`` for a connection error."""
         self.log.warn(
-            "Closing connection of {peer}: {text}",
+            "Closing connection of {peer} with {code}: {text}",
             peer=self.peer,
             channel=number,
             code=error.reply_code,
