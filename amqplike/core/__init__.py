@@ -12,9 +12,10 @@ from amqplike.core.channel import Channel, ChannelSink
 from amqplike.core.exchanges import Binding, Exchange
 from amqplike.core.message import DropReason, GetResult, Message
 from amqplike.core.queues import Consumer, Queue, QueueEntry
-from amqplike.core.vhost import VirtualHost
+from amqplike.core.vhost import DIRECT_REPLY_TO, VirtualHost
 
 __all__ = [
+    "DIRECT_REPLY_TO",
     "Binding",
     "Broker",
     "Channel",

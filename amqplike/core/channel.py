@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from amqplike.core.message import DropReason, GetResult, Message
 from amqplike.core.queues import Consumer, Queue, QueueEntry
-from amqplike.core.vhost import server_name
+from amqplike.core.vhost import DIRECT_REPLY_TO, REPLY_TO_PREFIX, server_name
 from amqplike.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     NO_ROUTE,
     NOT_ALLOWED,
+    NOT_FOUND,
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
     ChannelError,
@@ -88,6 +89,9 @@ class Channel:
     _publish_seq: int = field(default=0, init=False)
     _unacked: dict[int, _Unacked] = field(factory=dict, init=False)
     _consumers: dict[str, Consumer] = field(factory=dict, init=False)
+    #: Direct reply-to: the tag of the reply consumer and the token naming it, or None.
+    _reply_tag: str | None = field(default=None, init=False)
+    _reply_token: str | None = field(default=None, init=False)
 
     def __repr__(self) -> str:
         return f"<Channel {self.number} open={self.is_open}>"
@@ -96,6 +100,11 @@ class Channel:
     def consumers(self) -> Mapping[str, Consumer]:
         """This channel's consumers by tag."""
         return self._consumers
+
+    @property
+    def reply_consumer_tag(self) -> str | None:
+        """The tag of this channel's direct reply-to consumer, None if it has none."""
+        return self._reply_tag
 
     @property
     def unacked_count(self) -> int:
@@ -176,9 +185,18 @@ class Channel:
     ) -> tuple[str, int, int]:
         """``queue.declare``: return ``(name, message_count, consumer_count)``.
 
-        See :meth:`VirtualHost.queue_declare` for the errors.
+        See :meth:`VirtualHost.queue_declare` for the errors.  The direct
+        reply-to names are answered as RabbitMQ does: every declare of them is
+        passive (the pseudo-queue cannot be created), ``amq.rabbitmq.reply-to``
+        and the name of a live reply consumer give 0 messages and 1 consumer,
+        any other ``amq.rabbitmq.reply-to…`` name 404.  A responder uses this
+        to check that its requester is still there.
         """
         self._check_open()
+        if queue.startswith(DIRECT_REPLY_TO):
+            if queue != DIRECT_REPLY_TO and self.vhost.reply_channel(queue) is None:
+                raise ChannelError(NOT_FOUND, f"no {self.vhost.describe('queue', queue)}")
+            return queue, 0, 1
         q = self.vhost.queue_declare(
             self.connection, queue, passive, durable, exclusive, auto_delete, arguments
         )
@@ -262,18 +280,21 @@ class Channel:
         Ready messages are delivered before this returns unless ``dispatch``
         is False, in which case the caller sends ``basic.consume-ok`` first and
         then calls :meth:`dispatch`.
+
+        ``amq.rabbitmq.reply-to`` registers the channel's direct reply-to
+        consumer instead (see :meth:`_consume_replies`).
         """
         self._check_open()
-        if consumer_tag in self._consumers:
+        if consumer_tag and (consumer_tag in self._consumers or consumer_tag == self._reply_tag):
             raise HardError(NOT_ALLOWED, f"attempt to reuse consumer tag '{consumer_tag}'")
+        if queue == DIRECT_REPLY_TO:
+            return self._consume_replies(consumer_tag, no_ack)
         q = self.vhost.get_queue(queue, self.connection)
         if q.exclusive_consumer is not None or (exclusive and q.consumer_count):
             raise ChannelError(
                 ACCESS_REFUSED, f"{self.vhost.describe('queue', queue)} in exclusive use"
             )
-        tag = consumer_tag
-        while not tag or tag in self._consumers:
-            tag = server_name("amq.ctag-")
+        tag = self._new_tag(consumer_tag)
         consumer = Consumer(
             tag=tag,
             queue=q,
@@ -289,6 +310,50 @@ class Channel:
             q.dispatch()
         return tag
 
+    def _new_tag(self, consumer_tag: str) -> str:
+        """``consumer_tag``, or a fresh ``amq.ctag-…`` one unused on this channel if empty."""
+        tag = consumer_tag
+        while not tag or tag in self._consumers or tag == self._reply_tag:
+            tag = server_name("amq.ctag-")
+        return tag
+
+    def _consume_replies(self, consumer_tag: str, no_ack: bool) -> str:
+        """``basic.consume`` of ``amq.rabbitmq.reply-to``: make this the channel's reply consumer.
+
+        No queue is involved: replies published to the name the broker puts in
+        this channel's requests are delivered straight to it (:meth:`deliver_reply`).
+        406 unless ``no_ack`` (nothing could take a rejected reply back) and
+        406 for a second one on the channel, with RabbitMQ's texts; ``exclusive``
+        and ``arguments`` are ignored, as RabbitMQ does.
+        """
+        if not no_ack:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer cannot acknowledge")
+        if self._reply_tag is not None:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer already set")
+        tag = self._new_tag(consumer_tag)
+        self._reply_token = self.vhost.add_reply_channel(self)
+        self._reply_tag = tag
+        return tag
+
+    def _cancel_replies(self) -> None:
+        """Forget the reply consumer: replies to its token become unroutable."""
+        if self._reply_token is not None:
+            self.vhost.reply_channels.pop(self._reply_token, None)
+        self._reply_tag = self._reply_token = None
+
+    def deliver_reply(self, message: Message) -> None:
+        """Hand a direct reply to this channel's reply consumer (called by the replier's channel).
+
+        A no-ack delivery with a fresh tag, never redelivered.  It is made even
+        while ``channel.flow`` has paused the channel: a reply has no queue to
+        wait in, and RabbitMQ's channel does not hold replies back either.
+        """
+        tag = self._reply_tag
+        assert tag is not None, "only a registered reply channel gets replies"
+        delivery_tag = self._next_delivery_tag
+        self._next_delivery_tag = delivery_tag + 1
+        self.sink.deliver(tag, delivery_tag, False, message)
+
     def dispatch(self) -> None:
         """Deliver what this channel's consumers can take now (after a deferred consume)."""
         self._check_open()
@@ -298,12 +363,15 @@ class Channel:
         """``basic.cancel``: an unknown tag is not an error (RabbitMQ).
 
         Unacked deliveries of the consumer stay unacked on the channel.  An
-        auto-delete queue is deleted when its last consumer goes.
+        auto-delete queue is deleted when its last consumer goes.  Cancelling
+        the direct reply-to consumer unregisters it.
         """
         self._check_open()
         consumer = self._consumers.pop(consumer_tag, None)
         if consumer is not None:
             self._cancel(consumer)
+        elif consumer_tag == self._reply_tag:
+            self._cancel_replies()
 
     def _cancel(self, consumer: Consumer) -> None:
         q = consumer.queue
@@ -483,6 +551,12 @@ class Channel:
         404 for a missing exchange, 403 for an internal one.  An unroutable
         mandatory message comes back through ``sink.returned`` (312
         NO_ROUTE); in confirm mode the confirm follows it.
+
+        Direct reply-to: a ``reply_to`` of ``amq.rabbitmq.reply-to`` is
+        rewritten to name this channel's reply consumer (406 if it has none),
+        and a message published to the default exchange with such a name as
+        routing key goes straight to that consumer; if it is gone the message
+        is unroutable.
         """
         self._check_open()
         vhost = self.vhost
@@ -494,16 +568,38 @@ class Channel:
                 ACCESS_REFUSED,
                 f"cannot publish to internal {vhost.describe('exchange', exchange)}",
             )
+        if properties.reply_to == DIRECT_REPLY_TO:
+            properties = self._reply_to_properties(properties)
         message = Message(exchange, routing_key, properties, body)
         queues = vhost.route(x, message)
         if queues:
             for q in queues:
                 q.enqueue(message, now)
+        elif exchange == "" and routing_key.startswith(REPLY_TO_PREFIX):
+            # Checked only once the default exchange found no queue: no queue
+            # can have such a name (clients may not pick amq. names), so
+            # publishes that reach a queue pay nothing for direct reply-to.
+            target = vhost.reply_channel(routing_key)
+            if target is not None:
+                target.deliver_reply(message)
+            elif mandatory:
+                self.sink.returned(NO_ROUTE, "NO_ROUTE", message)
         elif mandatory:
             self.sink.returned(NO_ROUTE, "NO_ROUTE", message)
         if self.confirm_mode:
             self._publish_seq += 1
             self._confirm(self._publish_seq, message, queues)
+
+    def _reply_to_properties(self, properties: BasicProperties) -> BasicProperties:
+        """``properties`` with ``reply_to`` naming this channel's reply consumer.
+
+        406 "fast reply consumer does not exist" (RabbitMQ's text) when the
+        channel has none: the reply could never reach the requester.
+        """
+        token = self._reply_token
+        if token is None:
+            raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+        return evolve(properties, reply_to=REPLY_TO_PREFIX + token)
 
     def _confirm(self, seq: int, message: Message, queues: Iterable[Queue]) -> None:
         """Confirm publish number ``seq``: the hook where the durable store will hold
@@ -529,6 +625,7 @@ class Channel:
         if not self.is_open:
             return
         self.is_open = False
+        self._cancel_replies()
         consumers = list(self._consumers.values())
         self._consumers.clear()
         for consumer in consumers:

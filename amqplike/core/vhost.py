@@ -30,6 +30,7 @@ from amqplike.errors import (
 
 if TYPE_CHECKING:
     from amqplike.core.broker import Connection
+    from amqplike.core.channel import Channel
 
 #: The exchanges every virtual host has (RabbitMQ declares them durable).
 PREDEFINED_EXCHANGES: Final = (
@@ -41,6 +42,14 @@ PREDEFINED_EXCHANGES: Final = (
 )
 
 _RESERVED_PREFIX: Final = "amq."
+
+#: RabbitMQ's direct reply-to pseudo-queue (https://www.rabbitmq.com/docs/direct-reply-to):
+#: consumed from with ``no_ack`` and named in a request's ``reply_to``; never a real queue.
+DIRECT_REPLY_TO: Final = "amq.rabbitmq.reply-to"
+#: What the broker puts before a reply consumer's token in the rewritten ``reply_to``;
+#: a default-exchange publish with a routing key so prefixed goes to that consumer.
+REPLY_TO_PREFIX: Final = DIRECT_REPLY_TO + "."
+
 _NO_QUEUES: Final[tuple[()]] = ()
 
 
@@ -68,6 +77,8 @@ class VirtualHost:
     name: str
     exchanges: dict[str, Exchange] = field(factory=dict, init=False)
     queues: dict[str, Queue] = field(factory=dict, init=False)
+    #: Direct reply-to: each channel with a reply consumer, by its unguessable token.
+    reply_channels: dict[str, Channel] = field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._create_exchange("", "direct", durable=True)
@@ -147,6 +158,27 @@ class VirtualHost:
                     f" received {_show_argument(received, key)}"
                     f" but current is {_show_argument(current, key)}",
                 )
+
+    # -- direct reply-to -----------------------------------------------------
+
+    def add_reply_channel(self, channel: Channel) -> str:
+        """Register ``channel``'s reply consumer; return its token.
+
+        The token is the only way to reach the channel, so it is random
+        (not derived from the channel, unlike RabbitMQ's encoded pid) and
+        another client cannot guess a live one.
+        """
+        token = secrets.token_urlsafe(16)
+        while token in self.reply_channels:
+            token = secrets.token_urlsafe(16)
+        self.reply_channels[token] = channel
+        return token
+
+    def reply_channel(self, name: str) -> Channel | None:
+        """The channel a ``amq.rabbitmq.reply-to.<token>`` name reaches, or None if gone."""
+        if not name.startswith(REPLY_TO_PREFIX):
+            return None
+        return self.reply_channels.get(name[len(REPLY_TO_PREFIX):])
 
     # -- exchanges -----------------------------------------------------------
 
