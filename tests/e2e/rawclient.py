@@ -76,7 +76,12 @@ class RawClient:
 
     def handshake(self, user: str = "guest", password: str = "guest", vhost: str = "/") -> None:
         """Open the connection and channel 1."""
-        from amqplike.wire.methods import ChannelOpenOk, ConnectionOpenOk, ConnectionStart, ConnectionTune
+        from amqplike.wire.methods import (
+            ChannelOpenOk,
+            ConnectionOpenOk,
+            ConnectionStart,
+            ConnectionTune,
+        )
 
         self.send(PROTOCOL_HEADER)
         self.expect(ConnectionStart)

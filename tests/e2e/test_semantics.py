@@ -110,10 +110,10 @@ def test_unacked_requeued_with_redelivered_when_consumer_dies(broker: BrokerProc
     victim.process_data_events(time_limit=0.5)
     assert len(got) == 5
     # kill the socket without a close handshake, as a crashed consumer would
-    victim._sock.shutdown(socket.SHUT_RDWR)  # noqa: SLF001
-    victim._sock.close()  # noqa: SLF001
+    victim._sock.shutdown(socket.SHUT_RDWR)
+    victim._sock.close()
     redelivered = []
-    for method, props, body in channel.consume(queue, inactivity_timeout=2):
+    for method, _props, body in channel.consume(queue, inactivity_timeout=2):
         if method is None:
             break
         redelivered.append((body, method.redelivered))
