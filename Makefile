@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: run test check lint typecheck venv clean
+.PHONY: run test check lint typecheck venv bench clean
 
 # A PEP 660 editable install does not expose twisted/plugins/ to twistd; the
 # .pth file putting the repo root on sys.path does (setuptools' "compat"
@@ -37,6 +37,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+## amqplike side by side with RabbitMQ (installs Debian's rabbitmq-server if missing)
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(VENV)/bin/amqplike-bench --compare --json bench.json --plot bench.png $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache twisted/plugins/dropin.cache
