@@ -76,7 +76,6 @@ def test_a_hundred_concurrent_calls_are_matched_by_correlation_id(
     rpc = RpcClient(connection.channel())
     bodies = [b"req-%03d" % i for i in range(100)]
     pending = [rpc.call_async(upper_server, body) for body in bodies]
-    assert rpc.in_flight == 100
     assert len({p.correlation_id for p in pending}) == 100
     # Collect in reverse order: replies that arrive early are kept for their caller.
     replies = [p.result() for p in reversed(pending)]
