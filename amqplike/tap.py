@@ -1,9 +1,10 @@
 """``twistd amqplike``: command-line options and the service tree.
 
-``makeService`` builds the broker core, one :class:`BrokerFactory` and one
-listening service per ``--listen`` endpoint string (``tcp:5680``,
-``ssl:5681:privateKey=...``, ``unix:/run/amqplike.sock`` ...), as
-``twistd web --listen`` does.
+``makeService`` builds the broker core, one :class:`BrokerFactory`, the
+deadline sweeper (TTL, queue expiry, delayed messages, retry hold-backs,
+consumer ack timeouts) and one listening service per ``--listen`` endpoint
+string (``tcp:5680``, ``ssl:5681:privateKey=...``, ``unix:/run/amqplike.sock``
+...), as ``twistd web --listen`` does.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from twisted.python import usage
 from amqplike.core import Broker
 from amqplike.server import BrokerFactory, ServerLimits
 from amqplike.server._limits import DEFAULT_CHANNEL_MAX, DEFAULT_HEARTBEAT_SECONDS
+from amqplike.services import DeadlineService
 from amqplike.wire import DEFAULT_FRAME_MAX_BYTES, DEFAULT_MAX_BODY_BYTES, MIN_FRAME_MAX_BYTES
 
 #: Where the broker listens when no ``--listen`` is given: loopback only.
 DEFAULT_LISTEN: Final = "tcp:5680:interface=127.0.0.1"
 DEFAULT_DATA_DIR: Final = "./amqplike-data"
+#: RabbitMQ's default delivery acknowledgement timeout: 30 minutes.
+DEFAULT_CONSUMER_TIMEOUT_MS: Final = 1_800_000
 
 _LARGEST_LONG: Final = 0xFFFFFFFF
 _LARGEST_SHORT: Final = 0xFFFF
@@ -84,6 +88,15 @@ class Options(usage.Options):
             "Largest message body accepted, in bytes.",
             _integer,
         ],
+        [
+            "consumer-timeout",
+            None,
+            DEFAULT_CONSUMER_TIMEOUT_MS,
+            "Delivery acknowledgement timeout in ms (0 disables); a channel holding a"
+            " delivery longer is closed with 406. Queues and consumers may set"
+            " x-consumer-timeout.",
+            _integer,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -104,6 +117,7 @@ class Options(usage.Options):
         _check_range("frame-max", self["frame-max"], MIN_FRAME_MAX_BYTES, _LARGEST_LONG)
         _check_range("channel-max", self["channel-max"], 1, _LARGEST_SHORT)
         _check_range("max-body-bytes", self["max-body-bytes"], 0, 2**63 - 1)
+        _check_range("consumer-timeout", self["consumer-timeout"], 0, 2**63 - 1)
         if not self["data-dir"]:
             raise usage.UsageError("--data-dir must not be empty")
 
@@ -148,19 +162,23 @@ class _CloseConnections(Service):
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
-    """Build the broker's service tree: connection closer, then one listener per endpoint.
+    """Build the broker's service tree: deadline sweeper, connection closer, then one
+    listener per endpoint.
 
     ``MultiService`` stops children in reverse order, so the listeners stop
-    accepting before the open connections are closed.
+    accepting before the open connections are closed, and the sweeper stops last.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     Path(options["data-dir"]).mkdir(parents=True, exist_ok=True)
-    broker = Broker()
+    broker = Broker(consumer_timeout=options["consumer-timeout"] / 1000)
     factory = BrokerFactory(broker, reactor, options.limits())
     root = MultiService()
+    sweeper: IService = DeadlineService(broker, reactor, factory)
+    sweeper.setName("deadlines")
+    sweeper.setServiceParent(root)
     closer: IService = _CloseConnections(factory)
     closer.setServiceParent(root)
     for description in options["listen"]:

@@ -7,26 +7,40 @@ Twisted; the server drives it and receives deliveries through
 
 from __future__ import annotations
 
+from amqplike.core.arguments import QueuePolicy, RetryBackoff
 from amqplike.core.broker import Broker, Connection
-from amqplike.core.channel import Channel, ChannelSink
+from amqplike.core.channel import Channel, ChannelSink, ClosableChannelSink
 from amqplike.core.exchanges import Binding, Exchange
 from amqplike.core.message import DropReason, GetResult, Message
 from amqplike.core.queues import Consumer, Queue, QueueEntry
-from amqplike.core.vhost import DIRECT_REPLY_TO, VirtualHost
+from amqplike.core.schedule import Schedule, Task
+from amqplike.core.vhost import (
+    DELAYED_EXCHANGE_TYPE,
+    DIRECT_REPLY_TO,
+    DelayedMessage,
+    VirtualHost,
+)
 
 __all__ = [
+    "DELAYED_EXCHANGE_TYPE",
     "DIRECT_REPLY_TO",
     "Binding",
     "Broker",
     "Channel",
     "ChannelSink",
+    "ClosableChannelSink",
     "Connection",
     "Consumer",
+    "DelayedMessage",
     "DropReason",
     "Exchange",
     "GetResult",
     "Message",
     "Queue",
     "QueueEntry",
+    "QueuePolicy",
+    "RetryBackoff",
+    "Schedule",
+    "Task",
     "VirtualHost",
 ]

@@ -1,4 +1,10 @@
-"""The broker: virtual hosts, users, and client connections."""
+"""The broker: virtual hosts, users, client connections, and the core's sense of time.
+
+The core never reads a clock.  Its driver tells it the time with
+:meth:`Broker.advance` (the server does at the start of every batch of
+work), and a service runs what fell due with :meth:`Broker.expire`, arming
+one timer for :meth:`Broker.next_deadline` (see ``amqplike/core/schedule.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from attrs import define, field
 
 from amqplike.core.channel import Channel, ChannelSink
 from amqplike.core.queues import Queue
-from amqplike.core.vhost import VirtualHost
+from amqplike.core.schedule import Schedule
+from amqplike.core.vhost import DEFAULT_CONSUMER_TIMEOUT_SECONDS, VirtualHost
 from amqplike.errors import CHANNEL_ERROR, NOT_ALLOWED, HardError
 
 #: The vhost and user a fresh broker has, as RabbitMQ's defaults.
@@ -66,11 +73,16 @@ class Broker:
     """The whole broker state: virtual hosts and users.
 
     A fresh broker has vhost ``/`` (with the ``amq.*`` exchanges) and user
-    ``guest``/``guest``.
+    ``guest``/``guest``.  ``consumer_timeout`` is the ack timeout in seconds
+    of deliveries whose queue and consumer set none (RabbitMQ's
+    ``consumer_timeout``, 30 minutes); 0 disables it.
     """
 
     vhosts: dict[str, VirtualHost] = field(factory=dict)
     _users: dict[str, str] = field(factory=dict)
+    consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT_SECONDS
+    #: Every deadline of every virtual host, and the current time.
+    schedule: Schedule = field(factory=Schedule)
 
     def __attrs_post_init__(self) -> None:
         if not self.vhosts:
@@ -82,8 +94,36 @@ class Broker:
         """Create a virtual host (or return the existing one of that name)."""
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VirtualHost(name)
+            vhost = self.vhosts[name] = VirtualHost(
+                name, schedule=self.schedule, consumer_timeout=self.consumer_timeout
+            )
         return vhost
+
+    # -- time ------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        """The latest time the core was told (seconds on the driver's clock)."""
+        return self.schedule.now
+
+    def advance(self, now: float) -> None:
+        """Tell the core the time (it never goes back); nothing runs here."""
+        schedule = self.schedule
+        if now > schedule.now:
+            schedule.now = now
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`expire` next has something to do, or None."""
+        return self.schedule.next_deadline()
+
+    def expire(self, now: float) -> int:
+        """Run everything due by ``now``: message TTLs, ``x-expires``, retry hold-backs,
+        delayed messages, consumer ack timeouts.  Return how many deadlines were handled.
+
+        Deliveries it causes go to the channel sinks as usual; a driver flushes
+        them afterwards.
+        """
+        return self.schedule.run(now)
 
     def add_user(self, name: str, password: str) -> None:
         """Add a user, or change the password of an existing one."""

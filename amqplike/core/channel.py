@@ -5,18 +5,31 @@ It owns the consumers created on it, its delivery-tag counter, its unacked
 deliveries and prefetch windows, and publisher-confirm sequence numbers.
 Everything leaving the core for the client goes through its
 :class:`ChannelSink`, synchronously, from inside the call that caused it.
+
+Consumer ack timeouts: every unacked delivery records when it was made;
+its timeout is its consumer's (``x-consumer-timeout``, else the queue's,
+else the broker's default).  A channel with a timed consumer keeps one
+check on the broker's schedule, due at its earliest possible deadline (the
+oldest delivery's, or ``now`` plus the smallest timeout for deliveries not
+yet made); when it finds a delivery overdue the channel is closed with 406
+(its unacked messages are requeued) and the sink told through the optional
+:meth:`ClosableChannelSink.channel_closed`.  A delivery costs one float and
+no timer.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from attrs import define, evolve, field
 
+from amqplike.core.arguments import parse_consumer_timeout, parse_expiration
 from amqplike.core.message import DropReason, GetResult, Message
 from amqplike.core.queues import Consumer, Queue, QueueEntry
-from amqplike.core.vhost import DIRECT_REPLY_TO, REPLY_TO_PREFIX, server_name
+from amqplike.core.schedule import Schedule
+from amqplike.core.vhost import DIRECT_REPLY_TO, REPLY_TO_PREFIX, message_delay_ms, server_name
 from amqplike.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -53,13 +66,50 @@ class ChannelSink(Protocol):
         """Send ``basic.cancel``: the server cancelled the consumer (its queue went away)."""
 
 
+class ClosableChannelSink(ChannelSink, Protocol):
+    """A sink that can also be told the core closed its channel (optional method).
+
+    The core calls ``channel_closed`` when it closes a channel by itself (a
+    consumer ack timeout), after closing it in the core (consumers cancelled,
+    unacked deliveries requeued); the server sends ``channel.close`` with the
+    code and text.  A sink without the method only sees the channel go quiet.
+    """
+
+    def channel_closed(self, reply_code: int, reply_text: str) -> None:
+        """Send ``channel.close`` with this reply: the broker closed the channel."""
+
+
+#: No deadline.
+_NEVER: Final = math.inf
+
+
 @define(eq=False, slots=True)
 class _Unacked:
-    """A delivery awaiting ack: the entry, its queue, and the consumer (None for basic.get)."""
+    """A delivery awaiting ack: the entry, its queue, the consumer (None for basic.get),
+    and when it was made (for the ack timeout)."""
 
     entry: QueueEntry
     queue: Queue
     consumer: Consumer | None
+    delivered_at: float = 0.0
+
+
+class _AckTimeoutCheck:
+    """Schedule task: check a channel's deliveries for an overdue ack (see
+    :meth:`Channel.check_ack_timeout`); superseded by an earlier check."""
+
+    __slots__ = ("at", "channel")
+
+    def __init__(self, channel: Channel, at: float) -> None:
+        self.channel = channel
+        self.at = at
+
+    def live(self) -> bool:
+        channel = self.channel
+        return channel.is_open and channel.ack_check_at == self.at
+
+    def fire(self, now: float) -> None:
+        self.channel.check_ack_timeout(now)
 
 
 @define(eq=False, slots=True)
@@ -92,6 +142,14 @@ class Channel:
     #: Direct reply-to: the tag of the reply consumer and the token naming it, or None.
     _reply_tag: str | None = field(default=None, init=False)
     _reply_token: str | None = field(default=None, init=False)
+    #: When this channel's ack-timeout check is due (``inf`` when none is scheduled).
+    ack_check_at: float = field(default=_NEVER, init=False)
+    #: The smallest ack timeout (seconds) of this channel's consumers and gets so far.
+    _min_timeout: float = field(default=_NEVER, init=False)
+    _schedule: Schedule = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._schedule = self.vhost.schedule
 
     def __repr__(self) -> str:
         return f"<Channel {self.number} open={self.is_open}>"
@@ -294,6 +352,11 @@ class Channel:
             raise ChannelError(
                 ACCESS_REFUSED, f"{self.vhost.describe('queue', queue)} in exclusive use"
             )
+        timeout_ms = (
+            parse_consumer_timeout(arguments, self.vhost.describe("queue", queue))
+            if arguments
+            else None
+        )
         tag = self._new_tag(consumer_tag)
         consumer = Consumer(
             tag=tag,
@@ -303,12 +366,27 @@ class Channel:
             exclusive=exclusive,
             prefetch_count=self.prefetch_count,
             arguments=dict(arguments or {}),
+            timeout=self._ack_timeout(q, timeout_ms),
         )
         self._consumers[tag] = consumer
+        if not no_ack:
+            self._watch_ack_timeout(consumer.timeout)
         q.add_consumer(consumer)
         if dispatch:
             q.dispatch()
         return tag
+
+    def _ack_timeout(self, queue: Queue, consumer_timeout_ms: int | None = None) -> float:
+        """The ack timeout in seconds of deliveries from ``queue`` (0 for none).
+
+        The consumer's ``x-consumer-timeout`` argument, else the queue's, else
+        the broker's default; 0 ms disables it.
+        """
+        if consumer_timeout_ms is None and queue.policy is not None:
+            consumer_timeout_ms = queue.policy.consumer_timeout
+        if consumer_timeout_ms is None:
+            return self.vhost.consumer_timeout
+        return consumer_timeout_ms / 1000
 
     def _new_tag(self, consumer_tag: str) -> str:
         """``consumer_tag``, or a fresh ``amq.ctag-…`` one unused on this channel if empty."""
@@ -390,16 +468,20 @@ class Channel:
         """Hand a queue entry to a consumer of this channel (called by :meth:`Queue.dispatch`)."""
         tag = self._next_delivery_tag
         self._next_delivery_tag = tag + 1
-        redelivered = entry.delivery_count > 0
-        entry.delivery_count += 1
+        count = entry.delivery_count
+        entry.delivery_count = count + 1
+        message = entry.message
+        if count:
+            # Redelivered: the count goes in x-delivery-count (quorum queues), on a copy.
+            message = message.with_delivery_count(count)
         if consumer.no_ack:
             # Auto-ack: settled as it is sent (AMQP 0-9-1, basic.consume no-ack).
             queue.ack(entry)
         else:
-            self._unacked[tag] = _Unacked(entry, queue, consumer)
+            self._unacked[tag] = _Unacked(entry, queue, consumer, self._schedule.now)
             consumer.unacked += 1
             self.consumer_unacked += 1
-        self.sink.deliver(consumer.tag, tag, redelivered, entry.message)
+        self.sink.deliver(consumer.tag, tag, count > 0, message)
 
     def basic_get(self, queue: str, no_ack: bool = False) -> GetResult | None:
         """``basic.get``: take one message, or None when the queue is empty (``get-empty``).
@@ -408,18 +490,24 @@ class Channel:
         """
         self._check_open()
         q = self.vhost.get_queue(queue, self.connection)
+        now = self._schedule.now
+        if q.policy is not None and q.policy.expires:
+            q.touch(now)  # a get is a use (x-expires)
         entry = q.pop()
         if entry is None:
             return None
         tag = self._next_delivery_tag
         self._next_delivery_tag = tag + 1
-        redelivered = entry.delivery_count > 0
-        entry.delivery_count += 1
+        count = entry.delivery_count
+        entry.delivery_count = count + 1
+        message = entry.message if not count else entry.message.with_delivery_count(count)
         if no_ack:
             q.ack(entry)
         else:
-            self._unacked[tag] = _Unacked(entry, q, None)
-        return GetResult(tag, redelivered, entry.message, q.message_count)
+            # The channel's ack timeout applies to gets too (RabbitMQ).
+            self._unacked[tag] = _Unacked(entry, q, None, now)
+            self._watch_ack_timeout(self._ack_timeout(q))
+        return GetResult(tag, count > 0, message, q.message_count)
 
     # -- settling ------------------------------------------------------------
 
@@ -475,12 +563,12 @@ class Channel:
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """``basic.nack`` (RabbitMQ extension): requeue or discard; 406 for an unknown tag."""
         self._check_open()
-        self._settle(self._take(delivery_tag, multiple), ack=False, requeue=requeue)
+        self._settle(self._take(delivery_tag, multiple), ack=False, requeue=requeue, retry=True)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
         """``basic.reject``: requeue or discard one delivery; 406 for an unknown tag."""
         self._check_open()
-        self._settle(self._take(delivery_tag, False), ack=False, requeue=requeue)
+        self._settle(self._take(delivery_tag, False), ack=False, requeue=requeue, retry=True)
 
     def basic_recover(self, requeue: bool = True) -> None:
         """``basic.recover``: requeue every unacked delivery of the channel.
@@ -493,8 +581,13 @@ class Channel:
             raise HardError(NOT_IMPLEMENTED, "requeue=false")
         self._settle(self._take(0, True), ack=False, requeue=True)
 
-    def _settle(self, records: list[_Unacked], *, ack: bool, requeue: bool) -> None:
-        """Settle deliveries, then let the consumers they freed take more."""
+    def _settle(
+        self, records: list[_Unacked], *, ack: bool, requeue: bool, retry: bool = False
+    ) -> None:
+        """Settle deliveries, then let the consumers they freed take more.
+
+        ``retry`` marks a client's nack/reject, which ``x-retry-backoff`` holds back.
+        """
         freed: dict[Consumer, None] = {}
         requeued: dict[Queue, list[QueueEntry]] = {}
         for record in records:
@@ -514,7 +607,7 @@ class Channel:
             else:
                 q.drop(record.entry, DropReason.REJECTED)
         for q, entries in requeued.items():
-            q.requeue(entries)
+            q.requeue(entries, retry=retry)
         if self.global_prefetch and freed:
             freed = dict.fromkeys(self._consumers.values())
         self._wake(freed, requeued)
@@ -548,9 +641,13 @@ class Channel:
     ) -> None:
         """``basic.publish``: route the message to every matching queue once.
 
-        404 for a missing exchange, 403 for an internal one.  An unroutable
+        404 for a missing exchange, 403 for an internal one, 406 for an
+        ``expiration`` that is not a number of milliseconds.  An unroutable
         mandatory message comes back through ``sink.returned`` (312
-        NO_ROUTE); in confirm mode the confirm follows it.
+        NO_ROUTE); in confirm mode the confirm follows it.  A queue that
+        refuses the message (``x-overflow`` ``reject-publish``) makes the
+        confirm a nack.  An ``x-delayed-message`` exchange holds a message
+        with a positive ``x-delay`` header (no return: it is routed later).
 
         Direct reply-to: a ``reply_to`` of ``amq.rabbitmq.reply-to`` is
         rewritten to name this channel's reply consumer (406 if it has none),
@@ -571,10 +668,24 @@ class Channel:
         if properties.reply_to == DIRECT_REPLY_TO:
             properties = self._reply_to_properties(properties)
         message = Message(exchange, routing_key, properties, body)
+        ttl = None
+        if properties.expiration is not None or x.delayed:
+            # Off the plain path: a message with its own TTL, a delayed exchange.
+            if properties.expiration is not None:
+                ttl = parse_expiration(properties.expiration)
+            delay = message_delay_ms(message) if x.delayed else 0
+            if delay:
+                vhost.delay_message(x, message, now + delay / 1000)
+                if self.confirm_mode:
+                    self._publish_seq += 1
+                    self._confirm(self._publish_seq, message, ())
+                return
         queues = vhost.route(x, message)
+        accepted = True
         if queues:
             for q in queues:
-                q.enqueue(message, now)
+                if not q.enqueue(message, now, ttl):
+                    accepted = False
         elif exchange == "" and routing_key.startswith(REPLY_TO_PREFIX):
             # Checked only once the default exchange found no queue: no queue
             # can have such a name (clients may not pick amq. names), so
@@ -588,7 +699,7 @@ class Channel:
             self.sink.returned(NO_ROUTE, "NO_ROUTE", message)
         if self.confirm_mode:
             self._publish_seq += 1
-            self._confirm(self._publish_seq, message, queues)
+            self._confirm(self._publish_seq, message, queues, accepted)
 
     def _reply_to_properties(self, properties: BasicProperties) -> BasicProperties:
         """``properties`` with ``reply_to`` naming this channel's reply consumer.
@@ -601,10 +712,16 @@ class Channel:
             raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
         return evolve(properties, reply_to=REPLY_TO_PREFIX + token)
 
-    def _confirm(self, seq: int, message: Message, queues: Iterable[Queue]) -> None:
+    def _confirm(
+        self, seq: int, message: Message, queues: Iterable[Queue], ack: bool = True
+    ) -> None:
         """Confirm publish number ``seq``: the hook where the durable store will hold
-        back confirms of persistent messages routed to durable queues until fsync."""
-        self.sink.confirmed(seq, False, True)
+        back confirms of persistent messages routed to durable queues until fsync.
+
+        ``ack`` is False when a queue refused the message (``reject-publish``):
+        the publisher gets ``basic.nack``.
+        """
+        self.sink.confirmed(seq, False, ack)
 
     # -- flow and close --------------------------------------------------------
 
@@ -615,6 +732,71 @@ class Channel:
         if active:
             self._wake(self._consumers.values())
         return active
+
+    # -- consumer ack timeout ------------------------------------------------------
+
+    def _watch_ack_timeout(self, timeout: float) -> None:
+        """Make sure a check runs by the first deadline a delivery with ``timeout`` can have."""
+        if not timeout:
+            return
+        if timeout < self._min_timeout:
+            self._min_timeout = timeout
+        self._arm_ack_check(self._schedule.now + timeout)
+
+    def _arm_ack_check(self, at: float) -> None:
+        if at < self.ack_check_at:
+            self.ack_check_at = at
+            self._schedule.push(at, _AckTimeoutCheck(self, at))
+
+    def _record_timeout(self, record: _Unacked) -> float:
+        consumer = record.consumer
+        return consumer.timeout if consumer is not None else self._ack_timeout(record.queue)
+
+    def check_ack_timeout(self, now: float) -> None:
+        """Close the channel (406) if a delivery is overdue, else re-arm for the next deadline.
+
+        Called from the broker's schedule; one pass over this channel's
+        unacked deliveries, once per earliest deadline (at most every
+        smallest-timeout of its consumers).
+        """
+        self.ack_check_at = _NEVER
+        if not self.is_open:
+            return
+        earliest = now + self._min_timeout
+        for record in self._unacked.values():
+            timeout = self._record_timeout(record)
+            if not timeout:
+                continue
+            deadline = record.delivered_at + timeout
+            if deadline <= now:
+                self._ack_timed_out(timeout)
+                return
+            if deadline < earliest:
+                earliest = deadline
+        if earliest != _NEVER:
+            self._arm_ack_check(earliest)
+
+    def _ack_timed_out(self, timeout: float) -> None:
+        text = (
+            f"delivery acknowledgement on channel {self.number} timed out. Timeout value"
+            f" used: {round(timeout * 1000)} ms. This timeout value can be configured,"
+            " see consumers doc guide to learn more"
+        )
+        self.fail(ChannelError(PRECONDITION_FAILED, text))
+
+    def fail(self, error: ChannelError) -> None:
+        """Close the channel from the broker's side with ``error`` (a soft error).
+
+        The channel is closed in the core first (its consumers cancelled, its
+        unacked deliveries requeued), then the sink is told with
+        ``channel_closed`` if it has that method (:class:`ClosableChannelSink`).
+        """
+        if not self.is_open:
+            return
+        self.close()
+        notify = getattr(self.sink, "channel_closed", None)
+        if notify is not None:
+            notify(error.reply_code, error.reply_text)
 
     def close(self) -> None:
         """Close the channel: cancel its consumers, requeue its unacked deliveries.

@@ -49,6 +49,10 @@ class Exchange:
     #: How many of ``bindings`` go to exchanges; routing skips the graph walk at 0.
     exchange_destinations: int = 0
     deleted: bool = False
+    #: True for an ``x-delayed-message`` exchange: messages with a positive
+    #: ``x-delay`` header are held that long, then routed by ``router`` (its
+    #: ``x-delayed-type``).
+    delayed: bool = False
 
     def __repr__(self) -> str:
         return f"<Exchange {self.name!r} type={self.type}>"

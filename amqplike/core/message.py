@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import enum
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from amqplike.properties import BasicProperties
+
+#: The header carrying how many times a message was delivered before (quorum queues).
+X_DELIVERY_COUNT = "x-delivery-count"
 
 
 @frozen(slots=True)
@@ -32,6 +35,16 @@ class Message:
         """True for ``delivery_mode=2``, kept on disk when routed to a durable queue."""
         return self.properties.persistent
 
+    def with_delivery_count(self, count: int) -> Message:
+        """A copy whose ``x-delivery-count`` header is ``count`` (the shared message is untouched).
+
+        Made only for redeliveries, so first deliveries cost nothing.
+        """
+        properties = self.properties
+        headers = dict(properties.headers or {})
+        headers[X_DELIVERY_COUNT] = count
+        return evolve(self, properties=evolve(properties, headers=headers))
+
 
 @frozen(slots=True)
 class GetResult:
@@ -49,8 +62,8 @@ class GetResult:
 class DropReason(enum.Enum):
     """Why a queue let go of a message without it being acked.
 
-    The values are RabbitMQ's ``x-death`` reasons, so the dead-letter service
-    can copy them as they are; only ``REJECTED`` is produced so far.
+    The values are RabbitMQ's ``x-death`` reasons, copied as they are into
+    the ``x-death`` header of a dead-lettered message.
     """
 
     REJECTED = "rejected"

@@ -16,7 +16,29 @@ publish to a queue whose consumers are all full costs O(1), not a scan.
 
 Two methods are the single exits of a message, for the store and the
 dead-letter service to hook later: :meth:`Queue.ack` (consumed) and
-:meth:`Queue.drop` (let go unconsumed, with a :class:`DropReason`).
+:meth:`Queue.drop` (let go unconsumed, with a :class:`DropReason`; it
+dead-letters when the queue has ``x-dead-letter-exchange``).
+
+**Plain and policy queues.**  A queue declared without any of the arguments
+of ``docs/queue-arguments.md`` (or with only ``x-dead-letter-*``,
+``x-expires`` and ``x-consumer-timeout``, which need no per-message
+bookkeeping) is *plain* and runs the code above and nothing else.  A queue
+with TTL, limits, priorities, a delivery limit or a backoff, or a plain
+queue that received a message with an ``expiration`` (it switches for
+good), runs the *policy* paths, which add:
+
+- per-entry states (ready, held, out, gone) and counts of ready+held
+  messages and bytes for ``x-max-length``/``x-max-length-bytes``;
+- lazy deletion: an entry expired in the middle of the queue is marked gone
+  and skipped when it reaches the head (the structures are compacted when
+  more than half of them is gone, so memory follows live messages);
+- a heap keyed by ``(-priority, seq)`` instead of deque + heap for
+  ``x-max-priority`` (higher first, FIFO within a priority, requeued entries
+  back at their place);
+- deadlines on the broker's :class:`Schedule`: message TTL, ``x-expires``,
+  ``x-retry-backoff`` hold-backs.  An expired entry is also caught when it
+  is about to be delivered and when it is requeued, so none is delivered
+  after its expiry whatever the sweeper's timing.
 """
 
 from __future__ import annotations
@@ -24,16 +46,33 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from attrs import define, field
 
+from amqplike.core.arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueuePolicy
 from amqplike.core.message import DropReason, Message
+from amqplike.core.schedule import Schedule
 
 if TYPE_CHECKING:
     from amqplike.core.broker import Connection
     from amqplike.core.channel import Channel
     from amqplike.core.exchanges import Binding, Exchange
+    from amqplike.core.vhost import VirtualHost
+
+# Entry states.  Plain queues never change them (their entries stay READY);
+# policy queues keep them exact for every entry with a deadline.
+#: In the ready structures (waiting for a consumer).
+READY: Final = 0
+#: Nacked and held back by ``x-retry-backoff``; counted as in the queue.
+HELD: Final = 1
+#: Delivered and not yet settled.
+OUT: Final = 2
+#: Left the queue (acked, expired, dropped, purged); skipped where it still sits.
+GONE: Final = 3
+
+#: Compact a ready structure once this many gone entries sit in it (and half of it is gone).
+_COMPACT_GONE: Final = 64
 
 
 @define(eq=False, slots=True)
@@ -41,13 +80,17 @@ class QueueEntry:
     """One message in one queue: its place (``seq``) and delivery history.
 
     ``delivery_count`` counts deliveries so far; a message delivered before is
-    redelivered (``basic.deliver`` ``redelivered`` flag), and the count is what
-    ``x-delivery-count`` and poison-message limits will read.
+    redelivered (``basic.deliver`` ``redelivered`` flag) with the count in
+    its ``x-delivery-count`` header, and ``x-delivery-limit`` reads it.
+    ``expires_at`` is the absolute expiry time (seconds), None without TTL;
+    ``state`` is one of ``READY``, ``HELD``, ``OUT``, ``GONE``.
     """
 
     seq: int
     message: Message
     delivery_count: int = 0
+    expires_at: float | None = None
+    state: int = READY
 
 
 @define(eq=False, slots=True)
@@ -67,6 +110,9 @@ class Consumer:
     #: True while in the queue's deque of consumers that may take a message.
     waiting: bool = False
     cancelled: bool = False
+    #: Ack timeout of its deliveries in seconds (``x-consumer-timeout`` or the
+    #: queue's or the broker's); 0 for none.
+    timeout: float = 0.0
 
     def has_credit(self) -> bool:
         """Whether the next message may go to this consumer now.
@@ -89,9 +135,63 @@ class Consumer:
         return f"<Consumer {self.tag!r} on {self.queue.name!r}>"
 
 
+class _EntryExpiry:
+    """Schedule task: a message's TTL is up (see :meth:`Queue.expire_entry`)."""
+
+    __slots__ = ("entry", "queue")
+
+    def __init__(self, queue: Queue, entry: QueueEntry) -> None:
+        self.queue = queue
+        self.entry = entry
+
+    def live(self) -> bool:
+        # Delivered entries keep their task: if they come back before the
+        # deadline it is still needed.  Acked/dropped ones are GONE.
+        return self.entry.state != GONE and not self.queue.deleted
+
+    def fire(self, now: float) -> None:
+        self.queue.expire_entry(self.entry, now)
+
+
+class _HeldReturn:
+    """Schedule task: a message held back by ``x-retry-backoff`` is ready again."""
+
+    __slots__ = ("entry", "queue")
+
+    def __init__(self, queue: Queue, entry: QueueEntry) -> None:
+        self.queue = queue
+        self.entry = entry
+
+    def live(self) -> bool:
+        return self.entry.state == HELD and not self.queue.deleted
+
+    def fire(self, now: float) -> None:
+        self.queue.release_held(self.entry)
+
+
+class _QueueExpiry:
+    """Schedule task: check whether an ``x-expires`` queue has been unused long enough."""
+
+    __slots__ = ("queue",)
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    def live(self) -> bool:
+        return not self.queue.deleted
+
+    def fire(self, now: float) -> None:
+        self.queue.check_expiry(now)
+
+
 @define(eq=False, slots=True)
 class Queue:
-    """A queue of one virtual host: its flags, stored entries and consumers."""
+    """A queue of one virtual host: its flags, stored entries and consumers.
+
+    ``policy`` is what its arguments ask for (None for a plain queue);
+    ``host`` the virtual host it dead-letters through; ``schedule`` the
+    broker's deadline heap, whose ``now`` is the core's current time.
+    """
 
     name: str
     vhost: str
@@ -106,11 +206,35 @@ class Queue:
     #: Auto-delete only applies once a queue has had a consumer (RabbitMQ).
     had_consumer: bool = False
     deleted: bool = False
+    policy: QueuePolicy | None = None
+    host: VirtualHost | None = None
+    schedule: Schedule = field(factory=Schedule)
     _ready: deque[QueueEntry] = field(factory=deque, init=False)
     _requeued: list[tuple[int, QueueEntry]] = field(factory=list, init=False)
     _next_seq: int = field(default=0, init=False)
     _consumers: dict[Consumer, None] = field(factory=dict, init=False)
     _waiting: deque[Consumer] = field(factory=deque, init=False)
+    #: True while no policy path is needed (see the module docstring).
+    _plain: bool = field(default=True, init=False)
+    # Policy queues only: ready+held entries and their body bytes, the held
+    # entries, gone entries still sitting in the ready structures, and the
+    # priority heap of (-priority, seq, entry).
+    _count: int = field(default=0, init=False)
+    _bytes: int = field(default=0, init=False)
+    _held: dict[QueueEntry, None] = field(factory=dict, init=False)
+    _gone: int = field(default=0, init=False)
+    _by_priority: list[tuple[int, int, QueueEntry]] | None = field(default=None, init=False)
+    _last_used: float = field(default=0.0, init=False)
+    _expiry_armed: bool = field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        policy = self.policy
+        if policy is not None:
+            self._plain = policy.keeps_fast_path
+            if policy.max_priority is not None:
+                self._by_priority = []
+            self._last_used = self.schedule.now
+            self._arm_expiry()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} messages={self.message_count}>"
@@ -122,8 +246,23 @@ class Queue:
 
     @property
     def message_count(self) -> int:
-        """Ready messages (delivered but unacked ones are not counted, as in AMQP)."""
-        return len(self._ready) + len(self._requeued)
+        """Ready messages (delivered but unacked ones are not counted, as in AMQP).
+
+        Messages held back by ``x-retry-backoff`` count as ready: they are in
+        the queue, only not yet deliverable.
+        """
+        if self._plain:
+            return len(self._ready) + len(self._requeued)
+        return self._count
+
+    @property
+    def message_bytes(self) -> int:
+        """Body bytes of the ready messages (what ``x-max-length-bytes`` limits)."""
+        if self._plain:
+            return sum(len(e.message.body) for e in self._ready) + sum(
+                len(e.message.body) for _, e in self._requeued
+            )
+        return self._bytes
 
     @property
     def consumer_count(self) -> int:
@@ -135,31 +274,52 @@ class Queue:
         """The active consumers, oldest first."""
         return tuple(self._consumers)
 
-    def enqueue(self, message: Message, now: float) -> None:
+    # -- the plain fast path, branching to the policy path -----------------------------
+
+    def enqueue(self, message: Message, now: float, ttl: int | None = None) -> bool:
         """Append a message and hand it to a consumer if one has credit.
 
-        ``now`` is the publish time, kept in the signature for message TTL.
+        ``now`` is the publish time; ``ttl`` the message's own ``expiration``
+        in ms (None without).  False when the queue refused the message
+        (``x-overflow`` ``reject-publish``/``reject-publish-dlx`` and full):
+        the publisher gets a nack.
         """
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        self._ready.append(QueueEntry(seq, message))
-        if self._waiting:
-            self.dispatch()
+        if self._plain and ttl is None:
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            self._ready.append(QueueEntry(seq, message))
+            if self._waiting:
+                self.dispatch()
+            return True
+        return self._enqueue_policy(message, now, ttl)
 
     def pop(self) -> QueueEntry | None:
-        """Take the head entry (requeued ones first, oldest first), or None."""
+        """Take the head entry (requeued ones first, oldest first), or None.
+
+        On a policy queue, expired entries met on the way are dropped and
+        the highest priority goes first.
+        """
+        if not self._plain:
+            return self._pop_policy()
         if self._requeued:
             return heapq.heappop(self._requeued)[1]
         if self._ready:
             return self._ready.popleft()
         return None
 
-    def requeue(self, entries: Iterable[QueueEntry]) -> None:
+    def requeue(self, entries: Iterable[QueueEntry], *, retry: bool = False) -> None:
         """Put delivered entries back at their original place; call :meth:`dispatch` after.
 
-        Entries of a deleted queue have nowhere to go and are forgotten.
+        ``retry`` marks a ``basic.nack``/``basic.reject`` with ``requeue``,
+        which ``x-retry-backoff`` holds back (a closed channel's returns are
+        not held).  On a policy queue an entry over ``x-delivery-limit`` is
+        dead-lettered and an expired one dropped instead.  Entries of a
+        deleted queue have nowhere to go and are forgotten.
         """
         if self.deleted:
+            return
+        if not self._plain:
+            self._requeue_policy(entries, retry)
             return
         requeued = self._requeued
         for entry in entries:
@@ -168,19 +328,39 @@ class Queue:
     def ack(self, entry: QueueEntry) -> None:
         """The one place a message leaves the queue consumed (ack or auto-ack).
 
-        Nothing to do in memory; the durable store will remove persistent
-        messages here.
+        The durable store will remove persistent messages here.
         """
+        entry.state = GONE
 
     def drop(self, entry: QueueEntry, reason: DropReason) -> None:
-        """The one place a message leaves the queue unconsumed (reject, later TTL/max-length).
+        """The one place a message leaves the queue unconsumed (reject, TTL, max-length ...).
 
-        Dead-lettering (``x-dead-letter-exchange``) will hook here.
+        The caller has taken the entry out of the ready structures.  With an
+        ``x-dead-letter-exchange`` the message is republished there first
+        (:meth:`VirtualHost.dead_letter`); the durable store will remove the
+        persistent original at the end of this method, after the copies are
+        stored, so a crash between the two halves duplicates at worst.
         """
+        entry.state = GONE
+        self._dead_letter(entry.message, reason)
+
+    def _dead_letter(self, message: Message, reason: DropReason) -> None:
+        policy = self.policy
+        if policy is not None and policy.dead_letter_exchange is not None and self.host:
+            self.host.dead_letter(self, message, reason)
 
     def purge(self) -> int:
-        """Remove the ready messages (not those delivered and unacked); return how many."""
+        """Remove the ready (and held) messages, not those delivered and unacked; return how many."""
         count = self.message_count
+        if not self._plain:
+            for entry in self._ready_entries():
+                entry.state = GONE
+            for entry in self._held:
+                entry.state = GONE
+            self._held.clear()
+            if self._by_priority is not None:
+                self._by_priority.clear()
+            self._count = self._bytes = self._gone = 0
         self._ready.clear()
         self._requeued.clear()
         return count
@@ -202,6 +382,9 @@ class Queue:
             self._waiting.remove(consumer)
         if self.exclusive_consumer is consumer:
             self.exclusive_consumer = None
+        if not self._consumers and self.policy is not None and self.policy.expires:
+            # Unused from now on (x-expires counts from the last consumer going).
+            self.touch(self.schedule.now)
 
     def wake(self, consumer: Consumer) -> None:
         """Note that a consumer may have credit again; call :meth:`dispatch` after."""
@@ -211,6 +394,9 @@ class Queue:
 
     def dispatch(self) -> None:
         """Deliver ready messages round-robin to consumers while any has credit."""
+        if not self._plain:
+            self._dispatch_policy()
+            return
         waiting = self._waiting
         while waiting and (self._requeued or self._ready):
             consumer = waiting[0]
@@ -223,3 +409,276 @@ class Queue:
             # Round-robin (AMQP 0-9-1, 3.1.3.4): the next message goes to the next consumer.
             waiting.rotate(-1)
             consumer.channel.deliver_entry(consumer, self, entry)
+
+    # -- policy paths --------------------------------------------------------------------
+
+    def _to_policy_mode(self) -> None:
+        """Leave the plain path for good (a message with its own TTL arrived)."""
+        self._plain = False
+        entries = self._ready_entries()
+        self._count = len(entries)
+        self._bytes = sum(len(e.message.body) for e in entries)
+
+    def _ready_entries(self) -> list[QueueEntry]:
+        """Every entry in the ready structures, gone ones included."""
+        if self._by_priority is not None:
+            return [item[2] for item in self._by_priority]
+        return [e for _, e in self._requeued] + list(self._ready)
+
+    def _push_ready(self, entry: QueueEntry, *, requeued: bool) -> None:
+        """Put an entry in the ready structures (counted by the caller)."""
+        entry.state = READY
+        by_priority = self._by_priority
+        if by_priority is not None:
+            assert self.policy is not None and self.policy.max_priority is not None
+            priority = min(entry.message.properties.priority or 0, self.policy.max_priority)
+            heapq.heappush(by_priority, (-priority, entry.seq, entry))
+        elif requeued:
+            heapq.heappush(self._requeued, (entry.seq, entry))
+        else:
+            self._ready.append(entry)
+
+    def _take_ready(self) -> QueueEntry | None:
+        """Remove and return the next ready entry, skipping gone ones; None if none."""
+        by_priority = self._by_priority
+        if by_priority is not None:
+            while by_priority:
+                entry = heapq.heappop(by_priority)[2]
+                if entry.state == READY:
+                    return entry
+                self._gone -= 1
+            return None
+        requeued = self._requeued
+        while requeued:
+            entry = heapq.heappop(requeued)[1]
+            if entry.state == READY:
+                return entry
+            self._gone -= 1
+        ready = self._ready
+        while ready:
+            entry = ready.popleft()
+            if entry.state == READY:
+                return entry
+            self._gone -= 1
+        return None
+
+    def _take_counted(self) -> QueueEntry | None:
+        """:meth:`_take_ready` and uncount the entry."""
+        entry = self._take_ready()
+        if entry is not None:
+            self._count -= 1
+            self._bytes -= len(entry.message.body)
+        return entry
+
+    def _enqueue_policy(self, message: Message, now: float, ttl: int | None) -> bool:
+        schedule = self.schedule
+        schedule.advance(now)
+        if self._plain:
+            self._to_policy_mode()
+        policy = self.policy
+        size = len(message.body)
+        if policy is not None:
+            if policy.overflow != DROP_HEAD and self._over_limit(
+                self._count + 1, self._bytes + size
+            ):
+                # x-overflow reject-publish(-dlx): the new message is refused
+                # (rabbit_amqqueue_process:will_overflow), and nacked.
+                if policy.overflow == REJECT_PUBLISH_DLX:
+                    self._dead_letter(message, DropReason.MAXLEN)
+                return False
+            if policy.message_ttl is not None and (ttl is None or policy.message_ttl < ttl):
+                ttl = policy.message_ttl
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        entry = QueueEntry(seq, message)
+        self._push_ready(entry, requeued=False)
+        self._count += 1
+        self._bytes += size
+        if ttl == 0:
+            # TTL 0: delivered now if a consumer can take it, else expired at once
+            # (RabbitMQ).  If it comes back later it is expired by then.
+            if self._waiting:
+                self._dispatch_policy()
+            if entry.state == READY:
+                self._unready(entry)
+                self.drop(entry, DropReason.EXPIRED)
+            else:
+                entry.expires_at = now
+        else:
+            if ttl is not None:
+                entry.expires_at = deadline = now + ttl / 1000
+                schedule.push(deadline, _EntryExpiry(self, entry))
+            if self._waiting:
+                self._dispatch_policy()
+        self._enforce_max_length()
+        return True
+
+    def _over_limit(self, count: int, size: int) -> bool:
+        policy = self.policy
+        if policy is None:
+            return False
+        limit = policy.max_length
+        if limit is not None and count > limit:
+            return True
+        limit = policy.max_length_bytes
+        return limit is not None and size > limit
+
+    def _enforce_max_length(self) -> None:
+        """``x-overflow`` ``drop-head``: drop (dead-letter) heads while over the limits."""
+        policy = self.policy
+        if policy is None or policy.overflow != DROP_HEAD:
+            return
+        if policy.max_length is None and policy.max_length_bytes is None:
+            return
+        while self._over_limit(self._count, self._bytes) and self._count > len(self._held):
+            entry = self._take_counted()
+            if entry is None:
+                break
+            reason = DropReason.MAXLEN
+            if entry.expires_at is not None and entry.expires_at <= self.schedule.now:
+                reason = DropReason.EXPIRED
+            self.drop(entry, reason)
+
+    def _unready(self, entry: QueueEntry) -> None:
+        """Take a ready entry out where it sits (lazily: it is marked gone)."""
+        entry.state = GONE
+        self._count -= 1
+        self._bytes -= len(entry.message.body)
+        self._gone += 1
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop gone entries at the heads; compact when half the structures is gone."""
+        by_priority = self._by_priority
+        if by_priority is not None:
+            while by_priority and by_priority[0][2].state != READY:
+                heapq.heappop(by_priority)
+                self._gone -= 1
+            size = len(by_priority)
+        else:
+            requeued, ready = self._requeued, self._ready
+            while requeued and requeued[0][1].state != READY:
+                heapq.heappop(requeued)
+                self._gone -= 1
+            while ready and ready[0].state != READY:
+                ready.popleft()
+                self._gone -= 1
+            size = len(requeued) + len(ready)
+        if self._gone >= _COMPACT_GONE and 2 * self._gone > size:
+            if by_priority is not None:
+                kept = [item for item in by_priority if item[2].state == READY]
+                heapq.heapify(kept)
+                self._by_priority = kept
+            else:
+                self._requeued = [item for item in self._requeued if item[1].state == READY]
+                heapq.heapify(self._requeued)
+                self._ready = deque(e for e in self._ready if e.state == READY)
+            self._gone = 0
+
+    def _pop_policy(self) -> QueueEntry | None:
+        now = self.schedule.now
+        while True:
+            entry = self._take_counted()
+            if entry is None:
+                return None
+            expires_at = entry.expires_at
+            if expires_at is not None and expires_at <= now:
+                # Never delivered after its expiry, whatever the sweeper's timing.
+                self.drop(entry, DropReason.EXPIRED)
+                continue
+            entry.state = OUT
+            return entry
+
+    def _dispatch_policy(self) -> None:
+        waiting = self._waiting
+        while waiting and self._count > len(self._held):
+            consumer = waiting[0]
+            if not consumer.has_credit():
+                waiting.popleft()
+                consumer.waiting = False
+                continue
+            entry = self._pop_policy()
+            if entry is None:
+                break
+            waiting.rotate(-1)
+            consumer.channel.deliver_entry(consumer, self, entry)
+
+    def _requeue_policy(self, entries: Iterable[QueueEntry], retry: bool) -> None:
+        policy = self.policy
+        schedule = self.schedule
+        now = schedule.now
+        limit = policy.delivery_limit if policy is not None else None
+        backoff = policy.retry_backoff if policy is not None and retry else None
+        for entry in entries:
+            # (An entry taken while the queue was still plain has state READY here.)
+            if limit is not None and entry.delivery_count > limit:
+                # A poison message: dead-lettered instead of looping (quorum queues).
+                self.drop(entry, DropReason.DELIVERY_LIMIT)
+                continue
+            expires_at = entry.expires_at
+            if expires_at is not None and expires_at <= now:
+                self.drop(entry, DropReason.EXPIRED)
+                continue
+            self._count += 1
+            self._bytes += len(entry.message.body)
+            if backoff is not None:
+                delay = backoff.delay_ms(entry.delivery_count)
+                if delay > 0:
+                    entry.state = HELD
+                    self._held[entry] = None
+                    schedule.push(now + delay / 1000, _HeldReturn(self, entry))
+                    continue
+            self._push_ready(entry, requeued=True)
+        self._enforce_max_length()
+
+    # -- deadlines (called by the schedule's tasks) ----------------------------------
+
+    def expire_entry(self, entry: QueueEntry, now: float) -> None:
+        """A message's TTL is up: drop it (dead-letter ``expired``) wherever it sits.
+
+        Delivered entries are left alone: if they come back they are
+        expired on the way in (:meth:`requeue`).
+        """
+        state = entry.state
+        if state == READY:
+            self._unready(entry)
+        elif state == HELD:
+            del self._held[entry]
+            self._count -= 1
+            self._bytes -= len(entry.message.body)
+        else:
+            return
+        self.drop(entry, DropReason.EXPIRED)
+
+    def release_held(self, entry: QueueEntry) -> None:
+        """An ``x-retry-backoff`` hold-back is over: the entry is ready again at its place."""
+        if entry.state != HELD or self.deleted:
+            return
+        del self._held[entry]
+        self._push_ready(entry, requeued=True)
+        if self._waiting:
+            self._dispatch_policy()
+
+    def touch(self, now: float) -> None:
+        """Note a use of the queue (declare, ``basic.get``, last consumer gone) for ``x-expires``."""
+        self._last_used = now
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        policy = self.policy
+        if policy is None or not policy.expires or self._expiry_armed or self.deleted:
+            return
+        self._expiry_armed = True
+        self.schedule.push(self._last_used + policy.expires / 1000, _QueueExpiry(self))
+
+    def check_expiry(self, now: float) -> None:
+        """``x-expires``: delete the queue if unused (no consumers, no get, no redeclare) long enough."""
+        self._expiry_armed = False
+        policy = self.policy
+        if self.deleted or self._consumers or policy is None or not policy.expires:
+            return
+        if self._last_used + policy.expires / 1000 <= now:
+            if self.host is not None:
+                self.host.delete_queue(self)
+            return
+        self._arm_expiry()

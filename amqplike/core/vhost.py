@@ -4,6 +4,13 @@ The checks and error texts follow RabbitMQ's ``rabbit_channel`` so a user
 sees the messages they know.  Channels call in here with their connection,
 which is what exclusive-queue checks need; services (management, expiry)
 can use the same methods.
+
+The virtual host also republishes what the core publishes by itself:
+dead-lettered messages (:meth:`VirtualHost.dead_letter`) and delayed
+messages of ``x-delayed-message`` exchanges when they fall due
+(:meth:`VirtualHost.delay_message` / :meth:`VirtualHost.release_delayed`,
+the one entry and the one exit of a held delayed message, where the durable
+store will write and delete persistent ones).
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ import secrets
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from attrs import define, field
+from attrs import define, field, frozen
 
+from amqplike.core.arguments import parse_expiration, parse_queue_arguments
+from amqplike.core.deadletter import dead_letter_message, is_cycle
 from amqplike.core.exchanges import Binding, Exchange
-from amqplike.core.message import Message
+from amqplike.core.message import DropReason, Message
 from amqplike.core.queues import Queue
 from amqplike.core.routing import ROUTER_TYPES, freeze_arguments
+from amqplike.core.schedule import Schedule
 from amqplike.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -52,6 +62,49 @@ REPLY_TO_PREFIX: Final = DIRECT_REPLY_TO + "."
 
 _NO_QUEUES: Final[tuple[()]] = ()
 
+#: The delayed-message exchange type (RabbitMQ's rabbitmq_delayed_message_exchange plugin).
+DELAYED_EXCHANGE_TYPE: Final = "x-delayed-message"
+#: The header giving a message's delay in milliseconds on such an exchange.
+X_DELAY: Final = "x-delay"
+#: RabbitMQ's default consumer (delivery acknowledgement) timeout: 30 minutes.
+DEFAULT_CONSUMER_TIMEOUT_SECONDS: Final = 1800.0
+
+
+def message_delay_ms(message: Message) -> int:
+    """The ``x-delay`` header of a message as a delay in ms; 0 (no delay) unless a positive int."""
+    headers = message.properties.headers
+    if not headers:
+        return 0
+    delay = headers.get(X_DELAY)
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay <= 0:
+        return 0
+    return delay
+
+
+@frozen(slots=True)
+class DelayedMessage:
+    """A message held by an ``x-delayed-message`` exchange until ``due`` (seconds)."""
+
+    exchange: Exchange
+    message: Message
+    due: float
+
+
+class _DelayedRelease:
+    """Schedule task: a delayed message is due (see :meth:`VirtualHost.release_delayed`)."""
+
+    __slots__ = ("key", "vhost")
+
+    def __init__(self, vhost: VirtualHost, key: int) -> None:
+        self.vhost = vhost
+        self.key = key
+
+    def live(self) -> bool:
+        return self.key in self.vhost.delayed
+
+    def fire(self, now: float) -> None:
+        self.vhost.release_delayed(self.key, now)
+
 
 def server_name(prefix: str) -> str:
     """A fresh unguessable name, as RabbitMQ's ``amq.gen-``/``amq.ctag-`` names."""
@@ -75,10 +128,17 @@ class VirtualHost:
     """One virtual host: a namespace of exchanges and queues."""
 
     name: str
+    #: The broker's deadline heap; its ``now`` is the core's current time.
+    schedule: Schedule = field(factory=Schedule)
+    #: Ack timeout (seconds) of deliveries whose queue and consumer set none; 0 for none.
+    consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT_SECONDS
     exchanges: dict[str, Exchange] = field(factory=dict, init=False)
     queues: dict[str, Queue] = field(factory=dict, init=False)
     #: Direct reply-to: each channel with a reply consumer, by its unguessable token.
     reply_channels: dict[str, Channel] = field(factory=dict, init=False)
+    #: Messages held by ``x-delayed-message`` exchanges, by a key in arrival order.
+    delayed: dict[int, DelayedMessage] = field(factory=dict, init=False)
+    _delay_seq: int = field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._create_exchange("", "direct", durable=True)
@@ -178,7 +238,7 @@ class VirtualHost:
         """The channel a ``amq.rabbitmq.reply-to.<token>`` name reaches, or None if gone."""
         if not name.startswith(REPLY_TO_PREFIX):
             return None
-        return self.reply_channels.get(name[len(REPLY_TO_PREFIX):])
+        return self.reply_channels.get(name[len(REPLY_TO_PREFIX) :])
 
     # -- exchanges -----------------------------------------------------------
 
@@ -192,14 +252,17 @@ class VirtualHost:
         internal: bool = False,
         arguments: Mapping[str, Any] | None = None,
     ) -> Exchange:
+        args = dict(arguments or {})
+        delayed = type_ == DELAYED_EXCHANGE_TYPE
         exchange = Exchange(
             name=name,
             type=type_,
-            router=ROUTER_TYPES[type_](),
+            router=ROUTER_TYPES[args["x-delayed-type"] if delayed else type_](),
             durable=durable,
             auto_delete=auto_delete,
             internal=internal,
-            arguments=dict(arguments or {}),
+            arguments=args,
+            delayed=delayed,
         )
         self.exchanges[name] = exchange
         return exchange
@@ -219,19 +282,33 @@ class VirtualHost:
         403 for the default exchange or a new ``amq.`` name; 404 for a passive
         declare of a missing one; 503 (hard) for an unknown type; 406 for a
         redeclare with different type, flags or arguments.
+
+        Type ``x-delayed-message`` needs an ``x-delayed-type`` argument naming
+        the routing behaviour (406 with the plugin's text otherwise).
         """
         self.check_not_default(name)
         if passive:
             return self.get_exchange(name)
-        if type not in ROUTER_TYPES:
-            raise HardError(COMMAND_INVALID, f"unknown exchange type '{type}'")
         args = dict(arguments or {})
+        if type == DELAYED_EXCHANGE_TYPE:
+            delayed_type = args.get("x-delayed-type")
+            if not isinstance(delayed_type, str) or delayed_type not in ROUTER_TYPES:
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                )
+        elif type not in ROUTER_TYPES:
+            raise HardError(COMMAND_INVALID, f"unknown exchange type '{type}'")
         exchange = self.exchanges.get(name)
         if exchange is None:
             self._check_name("exchange", name)
             return self._create_exchange(
-                name, type, durable=durable, auto_delete=auto_delete,
-                internal=internal, arguments=args,
+                name,
+                type,
+                durable=durable,
+                auto_delete=auto_delete,
+                internal=internal,
+                arguments=args,
             )
         check = self._check_equivalent
         check("exchange", name, "type", type, exchange.type)
@@ -264,6 +341,10 @@ class VirtualHost:
             return
         exchange.deleted = True
         del self.exchanges[exchange.name]
+        if exchange.delayed:
+            # Its held messages go with it, as with the RabbitMQ plugin.
+            for key in [k for k, d in self.delayed.items() if d.exchange is exchange]:
+                del self.delayed[key]
         for binding, destination in list(exchange.bindings.items()):
             self._remove_binding(binding, exchange, destination)
         for binding, source in list(exchange.incoming.items()):
@@ -350,7 +431,10 @@ class VirtualHost:
         passive declare of a missing queue; 403 for a client-chosen ``amq.``
         name (RabbitMQ checks the name before looking the queue up); 405 for
         another connection's exclusive queue or a different ``exclusive``
-        flag; 406 for different ``durable``/``auto_delete``/arguments.
+        flag; 406 for different ``durable``/``auto_delete``/arguments, and
+        for argument values that are not valid (``invalid arg 'x-…' for queue
+        …``, see :func:`parse_queue_arguments`).  A redeclare counts as a use
+        for ``x-expires``.
         """
         if passive:
             return self.get_queue(name, connection)
@@ -361,6 +445,7 @@ class VirtualHost:
         else:
             self._check_name("queue", name)
         args = dict(arguments or {})
+        policy = parse_queue_arguments(args, self.describe("queue", name)) if args else None
         owner = connection if exclusive else None
         queue = self.queues.get(name)
         if queue is not None:
@@ -369,6 +454,8 @@ class VirtualHost:
             self._check_equivalent("queue", name, "durable", durable, queue.durable)
             self._check_equivalent("queue", name, "auto_delete", auto_delete, queue.auto_delete)
             self._check_arguments("queue", name, args, queue.arguments)
+            if policy is not None and policy.expires:
+                queue.touch(self.schedule.now)
             return queue
         queue = Queue(
             name=name,
@@ -377,6 +464,9 @@ class VirtualHost:
             exclusive_owner=owner,
             auto_delete=auto_delete,
             arguments=args,
+            policy=policy,
+            host=self,
+            schedule=self.schedule,
         )
         self.queues[name] = queue
         if owner is not None:
@@ -456,3 +546,77 @@ class VirtualHost:
                     visited.add(destination)
                     pending.append(destination.router.match(routing_key, headers))
         return queues.keys()
+
+    # -- messages the core publishes itself ------------------------------------------------
+
+    def dead_letter(self, queue: Queue, message: Message, reason: DropReason) -> None:
+        """Republish a message ``queue`` let go of to its dead-letter exchange.
+
+        Called by :meth:`Queue.drop` (and for messages refused by
+        ``reject-publish-dlx``).  A missing dead-letter exchange drops the
+        message, as RabbitMQ does.  Except for ``rejected`` deaths, a queue
+        the message would cycle back into (:func:`is_cycle`) is skipped.
+        """
+        policy = queue.policy
+        assert policy is not None and policy.dead_letter_exchange is not None
+        exchange = self.exchanges.get(policy.dead_letter_exchange)
+        if exchange is None:
+            return
+        now = self.schedule.now
+        dead = dead_letter_message(
+            message, reason, queue.name, exchange.name, policy.dead_letter_routing_key, now
+        )
+        self.republish(exchange, dead, now, check_cycles=reason is not DropReason.REJECTED)
+
+    def republish(
+        self, exchange: Exchange, message: Message, now: float, *, check_cycles: bool = False
+    ) -> None:
+        """Route a message the broker publishes itself (dead letters, due delayed messages).
+
+        No confirm, no return; a delayed exchange holds it by its ``x-delay``.
+        """
+        if exchange.delayed:
+            delay = message_delay_ms(message)
+            if delay > 0:
+                self.delay_message(exchange, message, now + delay / 1000)
+                return
+        self._enqueue_routed(exchange, message, now, check_cycles)
+
+    def _enqueue_routed(
+        self, exchange: Exchange, message: Message, now: float, check_cycles: bool
+    ) -> None:
+        expiration = message.properties.expiration
+        ttl = None
+        if expiration is not None:
+            try:
+                ttl = parse_expiration(expiration)
+            except ChannelError:
+                ttl = None  # Checked on publish; a message we made has none.
+        for queue in tuple(self.route(exchange, message)):
+            if check_cycles and is_cycle(queue.name, message):
+                # RabbitMQ logs and drops it: it would go round with no consumer deciding.
+                continue
+            queue.enqueue(message, now, ttl)
+
+    def delay_message(self, exchange: Exchange, message: Message, due: float) -> int:
+        """Hold ``message`` until ``due``, then route it by ``exchange``'s delayed type.
+
+        The one entry of a delayed message, returning its key in
+        :attr:`delayed`; the durable store will persist persistent ones here
+        (and put them back with this method on restart).  No cap on the delay.
+        """
+        self._delay_seq += 1
+        key = self._delay_seq
+        self.delayed[key] = DelayedMessage(exchange, message, due)
+        self.schedule.push(due, _DelayedRelease(self, key))
+        return key
+
+    def release_delayed(self, key: int, now: float) -> None:
+        """A delayed message is due: route it now.  Its one exit (the store deletes it here).
+
+        Messages of an exchange deleted meanwhile are dropped.
+        """
+        held = self.delayed.pop(key, None)
+        if held is None or held.exchange.deleted:
+            return
+        self._enqueue_routed(held.exchange, held.message, now, False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from amqplike.errors import ChannelError
 from amqplike.wire.commands import encode_command, encode_method_frame
 from amqplike.wire.methods import BasicAck, BasicCancel, BasicDeliver, BasicNack, BasicReturn
 
@@ -183,3 +184,7 @@ class ServerChannel:
     def consumer_cancelled(self, consumer_tag: str) -> None:
         """Buffer a server-sent ``basic.cancel`` (RabbitMQ's consumer cancel notification)."""
         self._protocol.send(encode_method_frame(self.number, BasicCancel(consumer_tag, True)))
+
+    def channel_closed(self, reply_code: int, reply_text: str) -> None:
+        """The core closed this channel (a consumer ack timeout): send ``channel.close``."""
+        self._protocol.close_channel(self.number, ChannelError(reply_code, reply_text))

@@ -178,3 +178,6 @@ class CoreBroker(Protocol):
 
     def connect(self, vhost: str, user: str) -> CoreConnection:
         """Open a connection to ``vhost``; ``HardError(530)`` if it is unknown."""
+
+    def advance(self, now: float) -> object:
+        """Tell the core the time (seconds on the reactor's clock), once per batch of work."""

@@ -264,6 +264,9 @@ class AMQPServerProtocol(Protocol):
             return
         factory = self._factory
         self._now = self._last_read = self._clock.seconds()
+        # The core reads no clock: it learns the time here, once per batch
+        # (delivery times for the consumer ack timeout, TTL checks).
+        self._broker.advance(self._now)
         factory.batch_depth += 1
         try:
             self._receive(data)
@@ -283,6 +286,8 @@ class AMQPServerProtocol(Protocol):
         factory = self._factory
         factory.batch_depth += 1
         try:
+            # Requeued messages may be delivered elsewhere now: the core needs the time.
+            self._broker.advance(self._clock.seconds())
             self._cancel_timers()
             self._out = []
             self._out_bytes = 0
@@ -537,6 +542,15 @@ class AMQPServerProtocol(Protocol):
 
     # -- errors and closing -------------------------------------------------------
 
+    def close_channel(self, number: int, error: ChannelError) -> None:
+        """Close channel ``number`` with ``error`` for the core (a consumer ack timeout).
+
+        As for a soft error of the client's: ``channel.close`` is sent and the
+        channel's frames are discarded until ``close-ok``.
+        """
+        if number in self._channels and self._state == _OPEN:
+            self._channel_error(number, error)
+
     def _channel_error(self, number: int, error: ChannelError) -> None:
         """Close one channel with ``channel.close``; the connection carries on."""
         channel = self._channels.get(number)
@@ -594,6 +608,7 @@ class AMQPServerProtocol(Protocol):
         factory.batch_depth += 1
         try:
             self._now = self._clock.seconds()
+            self._broker.advance(self._now)
             function()
         except Exception:
             self.log.failure("Unexpected error on connection from {peer}", peer=self.peer)

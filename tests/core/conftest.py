@@ -30,6 +30,19 @@ class RecordingSink:
     def consumer_cancelled(self, consumer_tag: str) -> None:
         self.events.append(("cancelled", consumer_tag))
 
+    def channel_closed(self, reply_code: int, reply_text: str) -> None:
+        self.events.append(("closed", reply_code, reply_text))
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages delivered, in order."""
+        return [e[4] for e in self.events if e[0] == "deliver"]
+
+    @property
+    def confirms(self) -> list[tuple[int, bool]]:
+        """``(delivery_tag, ack)`` of each publisher confirm."""
+        return [(e[1], e[3]) for e in self.events if e[0] == "confirmed"]
+
     @property
     def deliveries(self) -> list[tuple[Any, ...]]:
         """``(consumer_tag, delivery_tag, redelivered, body)`` of each delivery."""
@@ -58,6 +71,24 @@ def publish(
 ) -> None:
     """Publish with the defaults tests mostly want."""
     ch.basic_publish(exchange, routing_key, properties, body, mandatory=mandatory, now=0.0)
+
+
+def send(
+    ch: Channel,
+    routing_key: str,
+    body: bytes = b"x",
+    *,
+    now: float = 0.0,
+    exchange: str = "",
+    expiration: str | None = None,
+    headers: dict[str, Any] | None = None,
+    priority: int | None = None,
+    mandatory: bool = False,
+) -> None:
+    """Publish at time ``now`` (told to the broker first, as the server does)."""
+    properties = BasicProperties(expiration=expiration, headers=headers, priority=priority)
+    ch.connection.broker.advance(now)
+    ch.basic_publish(exchange, routing_key, properties, body, mandatory=mandatory, now=now)
 
 
 @pytest.fixture
