@@ -101,9 +101,7 @@ class CommandAssembler:
         if frame_type == FRAME_HEADER:
             if partial.properties is not None:
                 del self._partial[channel]
-                raise HardError(
-                    UNEXPECTED_FRAME, "second content header", channel=channel
-                )
+                raise HardError(UNEXPECTED_FRAME, "second content header", channel=channel)
             body_size, properties = decode_header(payload)
             if body_size > self.max_body_bytes:
                 del self._partial[channel]
@@ -145,12 +143,8 @@ class CommandAssembler:
             if received < partial.body_size:
                 return None
             del self._partial[channel]
-            return Command(
-                channel, partial.method, partial.properties, b"".join(partial.chunks)
-            )
-        raise HardError(
-            UNEXPECTED_FRAME, f"unexpected frame type {frame_type}", channel=channel
-        )
+            return Command(channel, partial.method, partial.properties, b"".join(partial.chunks))
+        raise HardError(UNEXPECTED_FRAME, f"unexpected frame type {frame_type}", channel=channel)
 
 
 def encode_method_frame(channel: int, method: Method) -> bytes:
@@ -187,7 +181,5 @@ def encode_command(
     else:
         view = memoryview(body)
         for start in range(0, len(body), chunk):
-            parts.append(
-                encode_frame(FRAME_BODY, channel, bytes(view[start : start + chunk]))
-            )
+            parts.append(encode_frame(FRAME_BODY, channel, bytes(view[start : start + chunk])))
     return b"".join(parts)

@@ -20,9 +20,7 @@ FRAME_METHOD: Final = 1
 FRAME_HEADER: Final = 2
 FRAME_BODY: Final = 3
 FRAME_HEARTBEAT: Final = 8
-FRAME_TYPES: Final = frozenset(
-    {FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT}
-)
+FRAME_TYPES: Final = frozenset({FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT})
 
 FRAME_END: Final = 0xCE
 FRAME_END_BYTE: Final = b"\xce"
@@ -46,9 +44,7 @@ HEARTBEAT_FRAME: Final = _pack_header(FRAME_HEARTBEAT, 0, 0) + FRAME_END_BYTE
 
 def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
     """Return one frame holding ``payload``; the caller keeps it under ``frame_max``."""
-    return b"".join(
-        (_pack_header(frame_type, channel, len(payload)), payload, FRAME_END_BYTE)
-    )
+    return b"".join((_pack_header(frame_type, channel, len(payload)), payload, FRAME_END_BYTE))
 
 
 class FrameDecoder:
@@ -100,9 +96,7 @@ class FrameDecoder:
                 break
             if buf[stop] != FRAME_END:
                 self._buffer = b""
-                raise HardError(
-                    FRAME_ERROR, f"frame end byte missing (got 0x{buf[stop]:02x})"
-                )
+                raise HardError(FRAME_ERROR, f"frame end byte missing (got 0x{buf[stop]:02x})")
             frames.append((frame_type, channel, buf[pos + FRAME_HEADER_BYTES : stop]))
             pos = stop + 1
         self._buffer = buf[pos:] if pos < end else b""

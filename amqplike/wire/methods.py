@@ -9,6 +9,7 @@ Field names follow pika's keyword arguments (``global_`` for ``global``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from attrs import field, frozen
@@ -17,6 +18,7 @@ from amqplike.errors import COMMAND_INVALID, HardError
 from amqplike.wire.values import (
     BOOL,
     BYTES,
+    CHECKERS,
     LONG,
     LONGLONG,
     LONGSTR,
@@ -46,6 +48,8 @@ class Method:
     HAS_CONTENT: ClassVar[bool] = False
     #: ``(field name, field kind)`` in wire order.
     FIELDS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The checking function of each field, in wire order (set by registration).
+    CHECKS: ClassVar[tuple[Callable[[Any], bool], ...]] = ()
 
     def to_fields(self) -> list[Any]:
         """Return the field values in wire order."""
@@ -57,20 +61,21 @@ class Method:
 
         Raises ``HardError(502)`` for a wrong count, type or range.
         """
-        fields = cls.FIELDS
-        if len(values) != len(fields):
-            raise syntax_error(
-                f"{cls.NAME} takes {len(fields)} fields, got {len(values)}"
-            )
-        for (name, kind), value in zip(fields, values):
-            if not check_field(kind, value):
-                raise syntax_error(
-                    f"{cls.NAME}: field '{name}' must be a {kind}, got {value!r:.80}"
-                )
+        checks = cls.CHECKS
+        if len(values) != len(checks):
+            raise syntax_error(f"{cls.NAME} takes {len(checks)} fields, got {len(values)}")
+        for check, value in zip(checks, values):
+            if not check(value):
+                for (name, kind), bad in zip(cls.FIELDS, values):
+                    if not check_field(kind, bad):
+                        raise syntax_error(
+                            f"{cls.NAME}: field '{name}' must be a {kind}, got {bad!r:.80}"
+                        )
         return cls(*values)
 
 
 def _register(cls: type[Method]) -> type[Method]:
+    cls.CHECKS = tuple(CHECKERS[kind] for _, kind in cls.FIELDS)
     METHODS[(cls.CLASS_ID, cls.METHOD_ID)] = cls
     return cls
 
@@ -89,9 +94,7 @@ def decode_method(payload: bytes) -> Method:
     """
     items = loads(payload)
     if type(items) is not list or len(items) < 2:
-        raise syntax_error(
-            "method payload must be an array [class_id, method_id, fields...]"
-        )
+        raise syntax_error("method payload must be an array [class_id, method_id, fields...]")
     class_id, method_id = items[0], items[1]
     if type(class_id) is not int or type(method_id) is not int:
         raise syntax_error("class_id and method_id must be integers")
