@@ -1,27 +1,56 @@
 """``twistd amqplike``: command-line options and the service tree.
 
 ``makeService`` builds the broker core, one :class:`BrokerFactory`, the
-deadline sweeper (TTL, queue expiry, delayed messages, retry hold-backs,
-consumer ack timeouts) and one listening service per ``--listen`` endpoint
-string (``tcp:5680``, ``ssl:5681:privateKey=...``, ``unix:/run/amqplike.sock``
-...), as ``twistd web --listen`` does.
+durable store (loaded before anything listens), the deadline sweeper (TTL,
+queue expiry, delayed messages, retry hold-backs, consumer ack timeouts)
+and one listening service per ``--listen`` endpoint string (``tcp:5680``,
+``ssl:5681:privateKey=...``, ``unix:/run/amqplike.sock`` ...), as ``twistd
+web --listen`` does.
+
+Process exit status: 0 after SIGTERM or SIGINT (a clean shut-down: the
+store is closed and marked clean); :data:`EXIT_STORE_FAILED` (74) after a
+fatal store error; :data:`EXIT_STORE_UNUSABLE` (65) when the store cannot
+be opened (damaged, locked by another broker, not ours).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any, Final
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
+from twisted.logger import Logger
 from twisted.python import usage
 
 from amqplike.core import Broker
 from amqplike.server import BrokerFactory, ServerLimits
 from amqplike.server._limits import DEFAULT_CHANNEL_MAX, DEFAULT_HEARTBEAT_SECONDS
 from amqplike.services import DeadlineService
+from amqplike.services._faults import FAULTS_VARIABLE, faulty_connect, parse_faults
+from amqplike.services.persistence import (
+    DEFAULT_DISK_FREE_LIMIT_BYTES,
+    EXIT_STORE_FAILED,
+    EXIT_STORE_UNUSABLE,
+    PersistenceService,
+)
+from amqplike.store import SQLiteStore, Store, StoreListener, call_now
 from amqplike.wire import DEFAULT_FRAME_MAX_BYTES, DEFAULT_MAX_BODY_BYTES, MIN_FRAME_MAX_BYTES
+
+__all__ = [
+    "EXIT_STORE_FAILED",
+    "EXIT_STORE_UNUSABLE",
+    "Options",
+    "makeService",
+]
+
+_log = Logger()
 
 #: Where the broker listens when no ``--listen`` is given: loopback only.
 DEFAULT_LISTEN: Final = "tcp:5680:interface=127.0.0.1"
@@ -42,6 +71,45 @@ def _integer(text: str) -> int:
 
 
 _integer.coerceDoc = "An integer."  # type: ignore[attr-defined]
+
+_SIZE_UNITS: Final = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE_RE: Final = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
+
+
+def _size(text: str) -> int:
+    """A byte count: a number with an optional unit (kB, MB, GB, KiB, MiB, GiB), as RabbitMQ."""
+    match = _SIZE_RE.fullmatch(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (a number of bytes, or with kB/MB/GB/MiB/GiB)")
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+_size.coerceDoc = "Bytes, or with a unit: 50MB, 1GiB."  # type: ignore[attr-defined]
+
+
+def _sync_interval(text: str) -> float | None:
+    """``--sync``: ``full`` (None: fsync every commit) or ``interval:MS`` (seconds)."""
+    if text == "full":
+        return None
+    kind, _, ms = text.partition(":")
+    if kind != "interval" or not ms.isdigit() or int(ms) <= 0:
+        raise ValueError(f"--sync must be 'full' or 'interval:MS' with MS > 0, got {text!r}")
+    return int(ms) / 1000
+
+
+_sync_interval.coerceDoc = "full (default) or interval:MS."  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -97,6 +165,31 @@ class Options(usage.Options):
             " x-consumer-timeout.",
             _integer,
         ],
+        [
+            "sync",
+            None,
+            "full",
+            "full: a publisher confirm means the message was fsynced (the default);"
+            " interval:MS: commit at most every MS ms without fsync; then a confirmed"
+            " message survives a broker crash but NOT an OS crash or power cut.",
+        ],
+        [
+            "disk-free-limit",
+            None,
+            DEFAULT_DISK_FREE_LIMIT_BYTES,
+            "Block publishers (connection.blocked) while the data directory's file system"
+            " has less free space than this (0 disables); e.g. 50MB, 1GiB.",
+            _size,
+        ],
+    ]
+
+    optFlags = [
+        [
+            "skip-corrupt",
+            None,
+            "Start even if the store is damaged: salvage what is readable (the damaged file"
+            " is kept beside it) and drop messages that cannot be read.",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -120,6 +213,17 @@ class Options(usage.Options):
         _check_range("consumer-timeout", self["consumer-timeout"], 0, 2**63 - 1)
         if not self["data-dir"]:
             raise usage.UsageError("--data-dir must not be empty")
+        try:
+            self["sync-interval"] = _sync_interval(self["sync"])
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        _check_range("disk-free-limit", self["disk-free-limit"], 0, 2**63 - 1)
+        faults = os.environ.get(FAULTS_VARIABLE)
+        if faults:
+            try:
+                parse_faults(faults)
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
     def limits(self) -> ServerLimits:
         """The server limits these options ask for."""
@@ -161,21 +265,101 @@ class _CloseConnections(Service):
         self._factory.stopFactory()
 
 
-def makeService(options: Options, reactor: Any = None) -> MultiService:
-    """Build the broker's service tree: deadline sweeper, connection closer, then one
-    listener per endpoint.
+class _ProcessExit:
+    """How the process ends: exit status 0 on SIGTERM/SIGINT, non-zero on a fatal store error.
 
-    ``MultiService`` stops children in reverse order, so the listeners stop
-    accepting before the open connections are closed, and the sweeper stops last.
+    twistd re-raises the signal that stopped the reactor after it returns
+    (the process then dies "killed by SIGTERM"); an operator's SIGTERM is a
+    clean shut-down, so we handle it ourselves and exit 0.  A fatal store
+    error stops the reactor (services stop, the store is closed) and then
+    ends the process with the error's status.
     """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.code = 0
+
+    def install_signal_handlers(self) -> None:
+        """Replace the reactor's SIGTERM/SIGINT handlers (call once the reactor runs)."""
+        signal.signal(signal.SIGTERM, self._signalled)
+        signal.signal(signal.SIGINT, self._signalled)
+
+    def _signalled(self, number: int, frame: FrameType | None) -> None:
+        _log.info("Received {signal}, shutting down.", signal=signal.Signals(number).name)
+        self._reactor.callFromThread(self._reactor.stop)
+
+    def fail(self, code: int) -> None:
+        """Stop the reactor, then exit with ``code`` once the services have stopped."""
+        if self.code:
+            return
+        self.code = code
+        self._reactor.addSystemEventTrigger("after", "shutdown", self._exit)
+        self._reactor.callFromThread(self._reactor.stop)
+
+    def _exit(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(self.code)
+
+
+def _store_opener(options: Options, reactor: Any) -> Any:
+    """The function that builds the store with its listener, from the options."""
+    data_dir = options["data-dir"]
+    kwargs: dict[str, Any] = {
+        # A reactor without threads (the tests' MemoryReactor): the writer
+        # thread calls the listener itself.
+        "dispatch": getattr(reactor, "callFromThread", call_now),
+        "sync_interval_seconds": options["sync-interval"],
+        "skip_corrupt": options["skip-corrupt"],
+    }
+    faults = os.environ.get(FAULTS_VARIABLE)
+    if faults:
+        kwargs["connect"] = faulty_connect(faults)
+
+    def open_store(listener: StoreListener) -> Store:
+        return SQLiteStore.in_directory(data_dir, listener, **kwargs)
+
+    return open_store
+
+
+def makeService(options: Options, reactor: Any = None) -> MultiService:
+    """Build the broker's service tree: store, deadline sweeper, connection closer, then
+    one listener per endpoint.
+
+    ``MultiService`` starts children in order and stops them in reverse: the
+    store is loaded (and the core rebuilt from it) before any port is bound,
+    the listeners stop accepting before the open connections are closed, and
+    the store is closed last, marking a clean shut-down.  With ``reactor``
+    None this is the real process: the global reactor, and the signal
+    handling of :class:`_ProcessExit`.
+    """
+    process = None
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    Path(options["data-dir"]).mkdir(parents=True, exist_ok=True)
+        process = _ProcessExit(reactor)
+        reactor.callWhenRunning(process.install_signal_handlers)
+    data_dir = options["data-dir"]
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
     broker = Broker(consumer_timeout=options["consumer-timeout"] / 1000)
     factory = BrokerFactory(broker, reactor, options.limits())
     root = MultiService()
+    store: IService = PersistenceService(
+        broker,
+        _store_opener(options, reactor),
+        reactor,
+        notifier=factory,
+        on_fatal=process.fail if process is not None else None,
+        data_dir=data_dir,
+        disk_free_limit=options["disk-free-limit"],
+        describe=os.path.join(data_dir, "amqplike.sqlite3"),
+    )
+    store.setName("store")
+    store.setServiceParent(root)
     sweeper: IService = DeadlineService(broker, reactor, factory)
     sweeper.setName("deadlines")
     sweeper.setServiceParent(root)

@@ -12,6 +12,13 @@ from amqplike.core.broker import Broker, Connection
 from amqplike.core.channel import Channel, ChannelSink, ClosableChannelSink
 from amqplike.core.exchanges import Binding, Exchange
 from amqplike.core.message import DropReason, GetResult, Message
+from amqplike.core.persistence import (
+    NO_PERSISTENCE,
+    ConfirmToken,
+    NoPersistence,
+    Persistence,
+    settle_stored,
+)
 from amqplike.core.queues import Consumer, Queue, QueueEntry
 from amqplike.core.schedule import Schedule, Task
 from amqplike.core.vhost import (
@@ -24,11 +31,13 @@ from amqplike.core.vhost import (
 __all__ = [
     "DELAYED_EXCHANGE_TYPE",
     "DIRECT_REPLY_TO",
+    "NO_PERSISTENCE",
     "Binding",
     "Broker",
     "Channel",
     "ChannelSink",
     "ClosableChannelSink",
+    "ConfirmToken",
     "Connection",
     "Consumer",
     "DelayedMessage",
@@ -36,6 +45,8 @@ __all__ = [
     "Exchange",
     "GetResult",
     "Message",
+    "NoPersistence",
+    "Persistence",
     "Queue",
     "QueueEntry",
     "QueuePolicy",
@@ -43,4 +54,5 @@ __all__ = [
     "Schedule",
     "Task",
     "VirtualHost",
+    "settle_stored",
 ]

@@ -13,6 +13,7 @@ import hmac
 from attrs import define, field
 
 from amqplike.core.channel import Channel, ChannelSink
+from amqplike.core.persistence import NO_PERSISTENCE, Persistence
 from amqplike.core.queues import Queue
 from amqplike.core.schedule import Schedule
 from amqplike.core.vhost import DEFAULT_CONSUMER_TIMEOUT_SECONDS, VirtualHost
@@ -83,6 +84,8 @@ class Broker:
     consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT_SECONDS
     #: Every deadline of every virtual host, and the current time.
     schedule: Schedule = field(factory=Schedule)
+    #: Where durable state goes (:meth:`use_persistence`); nothing is stored by default.
+    persistence: Persistence = NO_PERSISTENCE
 
     def __attrs_post_init__(self) -> None:
         if not self.vhosts:
@@ -95,9 +98,22 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VirtualHost(
-                name, schedule=self.schedule, consumer_timeout=self.consumer_timeout
+                name,
+                schedule=self.schedule,
+                consumer_timeout=self.consumer_timeout,
+                persistence=self.persistence,
             )
         return vhost
+
+    def use_persistence(self, persistence: Persistence) -> None:
+        """Make every virtual host (and those added later) tell ``persistence`` of durable state.
+
+        Set it after rebuilding from the store, so that the rebuild is not
+        written back.
+        """
+        self.persistence = persistence
+        for vhost in self.vhosts.values():
+            vhost.persistence = persistence
 
     # -- time ------------------------------------------------------------------
 

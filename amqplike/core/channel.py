@@ -27,6 +27,7 @@ from attrs import define, evolve, field
 
 from amqplike.core.arguments import parse_consumer_timeout, parse_expiration
 from amqplike.core.message import DropReason, GetResult, Message
+from amqplike.core.persistence import ConfirmToken
 from amqplike.core.queues import Consumer, Queue, QueueEntry
 from amqplike.core.schedule import Schedule
 from amqplike.core.vhost import DIRECT_REPLY_TO, REPLY_TO_PREFIX, message_delay_ms, server_name
@@ -45,6 +46,7 @@ from amqplike.properties import BasicProperties
 
 if TYPE_CHECKING:
     from amqplike.core.broker import Connection
+    from amqplike.core.exchanges import Exchange
     from amqplike.core.vhost import VirtualHost
 
 
@@ -137,6 +139,8 @@ class Channel:
     consumer_unacked: int = 0
     _next_delivery_tag: int = field(default=1, init=False)
     _publish_seq: int = field(default=0, init=False)
+    #: Stored publishes awaiting their store write: sequence number -> ack (False: nack).
+    _unstored: dict[int, bool] = field(factory=dict, init=False)
     _unacked: dict[int, _Unacked] = field(factory=dict, init=False)
     _consumers: dict[str, Consumer] = field(factory=dict, init=False)
     #: Direct reply-to: the tag of the reply consumer and the token naming it, or None.
@@ -291,7 +295,7 @@ class Channel:
     def queue_purge(self, queue: str) -> int:
         """``queue.purge``: drop ready messages (not unacked ones); return how many."""
         self._check_open()
-        return self.vhost.get_queue(queue, self.connection).purge()
+        return self.vhost.purge_queue(self.vhost.get_queue(queue, self.connection))
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
         """``queue.delete``: return the ready message count (see :meth:`VirtualHost.queue_delete`)."""
@@ -468,8 +472,11 @@ class Channel:
         """Hand a queue entry to a consumer of this channel (called by :meth:`Queue.dispatch`)."""
         tag = self._next_delivery_tag
         self._next_delivery_tag = tag + 1
-        count = entry.delivery_count
-        entry.delivery_count = count + 1
+        if entry.message_id:
+            count = queue.record_delivery(entry)
+        else:
+            count = entry.delivery_count
+            entry.delivery_count = count + 1
         message = entry.message
         if count:
             # Redelivered: the count goes in x-delivery-count (quorum queues), on a copy.
@@ -498,8 +505,7 @@ class Channel:
             return None
         tag = self._next_delivery_tag
         self._next_delivery_tag = tag + 1
-        count = entry.delivery_count
-        entry.delivery_count = count + 1
+        count = q.record_delivery(entry)
         message = entry.message if not count else entry.message.with_delivery_count(count)
         if no_ack:
             q.ack(entry)
@@ -675,14 +681,15 @@ class Channel:
                 ttl = parse_expiration(properties.expiration)
             delay = message_delay_ms(message) if x.delayed else 0
             if delay:
-                vhost.delay_message(x, message, now + delay / 1000)
-                if self.confirm_mode:
-                    self._publish_seq += 1
-                    self._confirm(self._publish_seq, message, ())
+                self._publish_delayed(x, message, now + delay / 1000)
                 return
         queues = vhost.route(x, message)
         accepted = True
         if queues:
+            persistence = vhost.persistence
+            if properties.delivery_mode == 2 and persistence.enabled:
+                self._publish_stored(queues, message, now, ttl)
+                return
             for q in queues:
                 if not q.enqueue(message, now, ttl):
                     accepted = False
@@ -715,13 +722,85 @@ class Channel:
     def _confirm(
         self, seq: int, message: Message, queues: Iterable[Queue], ack: bool = True
     ) -> None:
-        """Confirm publish number ``seq``: the hook where the durable store will hold
-        back confirms of persistent messages routed to durable queues until fsync.
+        """Confirm publish number ``seq`` now (nothing of it waits for the store).
 
         ``ack`` is False when a queue refused the message (``reject-publish``):
         the publisher gets ``basic.nack``.
         """
         self.sink.confirmed(seq, False, ack)
+
+    def _publish_stored(
+        self, queues: Iterable[Queue], message: Message, now: float, ttl: int | None
+    ) -> None:
+        """Publish a persistent message with a store: append it, then enqueue it.
+
+        It is appended once for all its durable (non-exclusive) queues, before
+        any entry exists, so the deliveries and acks that enqueueing may cause
+        reach the store after it.  Its confirm waits for the store (see
+        :meth:`stored`) unless no durable queue took it.  While the store
+        refuses writes (disk alarm or disk full) such a publish is refused
+        whole: not enqueued, and nacked in confirm mode.
+        """
+        vhost = self.vhost
+        persistence = vhost.persistence
+        seq = 0
+        if self.confirm_mode:
+            self._publish_seq = seq = self._publish_seq + 1
+        names = [q.name for q in queues if q.durable and q.exclusive_owner is None]
+        if names and not persistence.accepting:
+            if seq:
+                self.sink.confirmed(seq, False, False)
+            return
+        message_id = 0
+        if names:
+            token = ConfirmToken(self, seq) if seq else None
+            message_id = persistence.append(vhost.name, names, message, token)
+        accepted = True
+        for q in queues:
+            stored_id = message_id if q.durable and q.exclusive_owner is None else 0
+            if not q.enqueue(message, now, ttl, stored_id):
+                accepted = False
+                if stored_id:
+                    persistence.remove(vhost.name, q.name, stored_id)
+        if seq:
+            if message_id:
+                self._unstored[seq] = accepted
+            else:
+                self.sink.confirmed(seq, False, accepted)
+
+    def _publish_delayed(self, exchange: Exchange, message: Message, due: float) -> None:
+        """Hold a message on a delayed exchange; with a store, its confirm waits for the write."""
+        vhost = self.vhost
+        seq = 0
+        if self.confirm_mode:
+            self._publish_seq = seq = self._publish_seq + 1
+        persistence = vhost.persistence
+        stored = (
+            exchange.durable and message.properties.delivery_mode == 2 and persistence.enabled
+        )
+        if stored and not persistence.accepting:
+            if seq:
+                self.sink.confirmed(seq, False, False)
+            return
+        token = ConfirmToken(self, seq) if stored and seq else None
+        key = vhost.delay_message(exchange, message, due, token=token)
+        if seq:
+            if token is not None and vhost.delayed[key].message_id:
+                self._unstored[seq] = True
+            else:
+                self.sink.confirmed(seq, False, True)
+
+    def stored(self, seq: int, ok: bool) -> None:
+        """The store wrote (``ok``) or failed to write publish ``seq``: confirm it now.
+
+        Called by the integration through
+        :func:`~amqplike.core.persistence.settle_stored`.  A publish a queue
+        refused is nacked either way; a closed channel confirms nothing.
+        """
+        ack = self._unstored.pop(seq, None)
+        if ack is None or not self.is_open:
+            return
+        self.sink.confirmed(seq, False, ack and ok)
 
     # -- flow and close --------------------------------------------------------
 
@@ -807,6 +886,7 @@ class Channel:
         if not self.is_open:
             return
         self.is_open = False
+        self._unstored.clear()
         self._cancel_replies()
         consumers = list(self._consumers.values())
         self._consumers.clear()

@@ -26,6 +26,8 @@ class Binding:
     destination_kind: Literal["queue", "exchange"]
     routing_key: str
     arguments: FrozenArguments = ()
+    #: The argument table as declared (for the durable store); not part of equality.
+    declared: Mapping[str, Any] | None = field(default=None, eq=False, repr=False)
 
 
 @define(eq=False, slots=True)

@@ -14,10 +14,21 @@ consumers).  A consumer found without credit leaves it and is put back only
 when its credit may have changed (an ack, a qos change, flow resumed), so a
 publish to a queue whose consumers are all full costs O(1), not a scan.
 
-Two methods are the single exits of a message, for the store and the
-dead-letter service to hook later: :meth:`Queue.ack` (consumed) and
-:meth:`Queue.drop` (let go unconsumed, with a :class:`DropReason`; it
-dead-letters when the queue has ``x-dead-letter-exchange``).
+Two methods are the single exits of a message: :meth:`Queue.ack`
+(consumed) and :meth:`Queue.drop` (let go unconsumed, with a
+:class:`DropReason`; it dead-letters when the queue has
+``x-dead-letter-exchange``).  Both tell the durable store
+(:class:`~amqplike.core.persistence.Persistence`) when the entry is stored.
+
+**Stored entries and paged-out messages.**  In a durable queue a persistent
+message's entry carries its store id (``message_id``).  Messages recovered
+from the store at start-up are not loaded: a plain queue holds them as a
+*cold run*, two compact arrays of ids and delivery counts (12 bytes per
+message) sitting in the ready deque like one entry.  When the head of the
+queue reaches a cold run, the next :data:`THAW_BATCH` messages are read back
+from the store in one call and become ordinary entries; so memory follows
+what consumers are about to take, not the depth of the queue.  A queue that
+leaves the plain path (below) reads its cold runs back first.
 
 **Plain and policy queues.**  A queue declared without any of the arguments
 of ``docs/queue-arguments.md`` (or with only ``x-dead-letter-*``,
@@ -45,14 +56,21 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from attrs import define, field
 
-from amqplike.core.arguments import DROP_HEAD, REJECT_PUBLISH_DLX, QueuePolicy
+from amqplike.core.arguments import (
+    DROP_HEAD,
+    REJECT_PUBLISH_DLX,
+    QueuePolicy,
+    parse_expiration,
+)
 from amqplike.core.message import DropReason, Message
+from amqplike.core.persistence import NO_PERSISTENCE, Persistence
 from amqplike.core.schedule import Schedule
+from amqplike.errors import ChannelError
 
 if TYPE_CHECKING:
     from amqplike.core.broker import Connection
@@ -73,6 +91,8 @@ GONE: Final = 3
 
 #: Compact a ready structure once this many gone entries sit in it (and half of it is gone).
 _COMPACT_GONE: Final = 64
+#: Messages of a cold run read back from the store at once (one blocking read of a few ms).
+THAW_BATCH: Final = 1000
 
 
 @define(eq=False, slots=True)
@@ -84,6 +104,7 @@ class QueueEntry:
     its ``x-delivery-count`` header, and ``x-delivery-limit`` reads it.
     ``expires_at`` is the absolute expiry time (seconds), None without TTL;
     ``state`` is one of ``READY``, ``HELD``, ``OUT``, ``GONE``.
+    ``message_id`` is the message's id in the durable store, 0 when not stored.
     """
 
     seq: int
@@ -91,6 +112,27 @@ class QueueEntry:
     delivery_count: int = 0
     expires_at: float | None = None
     state: int = READY
+    message_id: int = 0
+
+
+class _ColdRun:
+    """Stored messages of a queue whose bodies are not in memory (see the module docstring).
+
+    ``ids[pos:]`` and ``counts[pos:]`` are the message ids and delivery
+    counts still cold, oldest first; the entry made of ``ids[i]`` gets
+    sequence number ``seq0 + i``, so requeued messages keep their place.
+    """
+
+    __slots__ = ("counts", "ids", "pos", "seq0")
+
+    def __init__(self, ids: Sequence[int], counts: Sequence[int], seq0: int) -> None:
+        self.ids = ids
+        self.counts = counts
+        self.seq0 = seq0
+        self.pos = 0
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.pos
 
 
 @define(eq=False, slots=True)
@@ -209,7 +251,9 @@ class Queue:
     policy: QueuePolicy | None = None
     host: VirtualHost | None = None
     schedule: Schedule = field(factory=Schedule)
-    _ready: deque[QueueEntry] = field(factory=deque, init=False)
+    # Ready entries; cold runs (recovered messages not yet read back) sit in
+    # it too, only when ``_runs`` is not 0.
+    _ready: deque[Any] = field(factory=deque, init=False)
     _requeued: list[tuple[int, QueueEntry]] = field(factory=list, init=False)
     _next_seq: int = field(default=0, init=False)
     _consumers: dict[Consumer, None] = field(factory=dict, init=False)
@@ -226,6 +270,11 @@ class Queue:
     _by_priority: list[tuple[int, int, QueueEntry]] | None = field(default=None, init=False)
     _last_used: float = field(default=0.0, init=False)
     _expiry_armed: bool = field(default=False, init=False)
+    # Cold runs in ``_ready`` and the messages they hold.
+    _runs: int = field(default=0, init=False)
+    _cold: int = field(default=0, init=False)
+    #: Store ids of this queue's delivered, unsettled entries (kept by a purge).
+    _out_ids: set[int] = field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         policy = self.policy
@@ -245,6 +294,17 @@ class Queue:
         return self.exclusive_owner is not None
 
     @property
+    def stored(self) -> bool:
+        """Whether persistent messages of this queue are stored (durable and not exclusive)."""
+        return self.durable and self.exclusive_owner is None
+
+    @property
+    def persistence(self) -> Persistence:
+        """The durable store's port (through the virtual host)."""
+        host = self.host
+        return host.persistence if host is not None else NO_PERSISTENCE
+
+    @property
     def message_count(self) -> int:
         """Ready messages (delivered but unacked ones are not counted, as in AMQP).
 
@@ -252,16 +312,29 @@ class Queue:
         the queue, only not yet deliverable.
         """
         if self._plain:
-            return len(self._ready) + len(self._requeued)
+            return len(self._ready) - self._runs + self._cold + len(self._requeued)
         return self._count
 
     @property
+    def cold_count(self) -> int:
+        """Ready messages whose bodies are on disk only (recovered, not yet read back)."""
+        return self._cold
+
+    @property
+    def unsettled_ids(self) -> frozenset[int]:
+        """Store ids of delivered, unsettled entries (what a purge keeps in the store)."""
+        return frozenset(self._out_ids)
+
+    @property
     def message_bytes(self) -> int:
-        """Body bytes of the ready messages (what ``x-max-length-bytes`` limits)."""
+        """Body bytes of the ready messages (what ``x-max-length-bytes`` limits).
+
+        Messages paged out to the store (cold runs) are not counted.
+        """
         if self._plain:
-            return sum(len(e.message.body) for e in self._ready) + sum(
-                len(e.message.body) for _, e in self._requeued
-            )
+            return sum(
+                len(e.message.body) for e in self._ready if e.__class__ is not _ColdRun
+            ) + sum(len(e.message.body) for _, e in self._requeued)
         return self._bytes
 
     @property
@@ -276,36 +349,181 @@ class Queue:
 
     # -- the plain fast path, branching to the policy path -----------------------------
 
-    def enqueue(self, message: Message, now: float, ttl: int | None = None) -> bool:
+    def enqueue(
+        self, message: Message, now: float, ttl: int | None = None, message_id: int = 0
+    ) -> bool:
         """Append a message and hand it to a consumer if one has credit.
 
         ``now`` is the publish time; ``ttl`` the message's own ``expiration``
-        in ms (None without).  False when the queue refused the message
+        in ms (None without); ``message_id`` its store id when it was stored
+        for this queue.  False when the queue refused the message
         (``x-overflow`` ``reject-publish``/``reject-publish-dlx`` and full):
-        the publisher gets a nack.
+        the publisher gets a nack, and the caller removes a stored one.
         """
         if self._plain and ttl is None:
             seq = self._next_seq
             self._next_seq = seq + 1
-            self._ready.append(QueueEntry(seq, message))
+            if message_id:
+                self._ready.append(QueueEntry(seq, message, 0, None, READY, message_id))
+            else:
+                self._ready.append(QueueEntry(seq, message))
             if self._waiting:
                 self.dispatch()
             return True
-        return self._enqueue_policy(message, now, ttl)
+        return self._enqueue_policy(message, now, ttl, message_id)
 
     def pop(self) -> QueueEntry | None:
         """Take the head entry (requeued ones first, oldest first), or None.
 
         On a policy queue, expired entries met on the way are dropped and
-        the highest priority goes first.
+        the highest priority goes first.  A cold run at the head is read
+        back first (:meth:`_thaw_head`).
         """
         if not self._plain:
             return self._pop_policy()
         if self._requeued:
             return heapq.heappop(self._requeued)[1]
-        if self._ready:
-            return self._ready.popleft()
+        ready = self._ready
+        if self._runs:
+            while ready and ready[0].__class__ is _ColdRun:
+                self._thaw_head()
+            if not self._plain:
+                # A read-back message had its own TTL: the queue left the plain path.
+                return self._pop_policy()
+        if ready:
+            return ready.popleft()  # type: ignore[no-any-return]
         return None
+
+    def record_delivery(self, entry: QueueEntry) -> int:
+        """Count a delivery of ``entry`` (``basic.deliver`` or ``basic.get``); return the old count.
+
+        A stored entry's new count goes to the store, so a restart knows it
+        was delivered (``redelivered=True``).
+        """
+        count = entry.delivery_count
+        entry.delivery_count = count + 1
+        message_id = entry.message_id
+        if message_id:
+            self._out_ids.add(message_id)
+            self.persistence.delivered(self.vhost, self.name, message_id, count + 1)
+        return count
+
+    # -- stored messages: recovery and cold runs ---------------------------------------
+
+    def recover(self, message_ids: Sequence[int], delivery_counts: Sequence[int]) -> None:
+        """Append messages recovered from the store, oldest first, with their delivery counts.
+
+        A plain queue keeps them as one cold run (ids and counts only; bodies
+        are read back as consumers reach them).  A policy queue needs every
+        message's properties (TTL, priority, sizes), so it reads them back
+        now, in batches of :data:`THAW_BATCH`; messages with a TTL get a new
+        deadline counted from now (the store keeps no publish time).
+        """
+        n = len(message_ids)
+        if not n:
+            return
+        if self._plain:
+            run = _ColdRun(message_ids, delivery_counts, self._next_seq)
+            self._next_seq += n
+            self._ready.append(run)
+            self._runs += 1
+            self._cold += n
+            return
+        persistence = self.persistence
+        now = self.schedule.now
+        for start in range(0, n, THAW_BATCH):
+            ids = message_ids[start : start + THAW_BATCH]
+            counts = delivery_counts[start : start + THAW_BATCH]
+            messages = persistence.read(ids)
+            for message_id, count in zip(ids, counts):
+                message = messages.get(message_id)
+                if message is None or not self._enqueue_policy(
+                    message, now, _message_ttl(message), message_id, count
+                ):
+                    persistence.remove(self.vhost, self.name, message_id)
+
+    def _thaw_head(self) -> None:
+        """Read back the next :data:`THAW_BATCH` messages of the cold run at the head.
+
+        They become ordinary entries in front of what is left of the run.
+        Ids the store no longer has (lost to a skipped corruption) are
+        removed from it and skipped.  The read happens before anything
+        changes, so a read that raises leaves the queue as it was.
+        """
+        ready = self._ready
+        run: _ColdRun = ready[0]
+        start = run.pos
+        end = min(start + THAW_BATCH, len(run.ids))
+        ids = run.ids[start:end]
+        counts = run.counts[start:end]
+        persistence = self.persistence
+        messages = persistence.read(ids)
+        ready.popleft()
+        run.pos = end
+        self._cold -= end - start
+        if end < len(run.ids):
+            ready.appendleft(run)
+        else:
+            self._runs -= 1
+        entries = []
+        expiring = []
+        seq = run.seq0 + start
+        for message_id, count in zip(ids, counts):
+            message = messages.get(message_id)
+            if message is None:
+                persistence.remove(self.vhost, self.name, message_id)
+            else:
+                entry = QueueEntry(seq, message, count, None, READY, message_id)
+                entries.append(entry)
+                if message.properties.expiration is not None:
+                    expiring.append(entry)
+            seq += 1
+        ready.extendleft(reversed(entries))
+        if expiring:
+            # A message with its own TTL: the queue takes the policy paths, as
+            # it did when the message was published; its TTL counts from now.
+            self._to_policy_mode()
+            self._start_ttls(expiring)
+
+    def _start_ttls(self, entries: Iterable[QueueEntry]) -> None:
+        """Give read-back entries with an ``expiration`` a deadline counted from now."""
+        now = self.schedule.now
+        for entry in entries:
+            ttl = _message_ttl(entry.message)
+            if ttl is not None:
+                entry.expires_at = deadline = now + ttl / 1000
+                self.schedule.push(deadline, _EntryExpiry(self, entry))
+
+    def _thaw_all(self) -> list[QueueEntry]:
+        """Read back every cold run (before the queue leaves the plain path).
+
+        Return the entries read back whose message has its own ``expiration``.
+        """
+        expiring = []
+        ready = self._ready
+        items = list(ready)
+        ready.clear()
+        self._runs = self._cold = 0
+        persistence = self.persistence
+        for item in items:
+            if item.__class__ is not _ColdRun:
+                ready.append(item)
+                continue
+            seq = item.seq0 + item.pos
+            for start in range(item.pos, len(item.ids), THAW_BATCH):
+                ids = item.ids[start : start + THAW_BATCH]
+                messages = persistence.read(ids)
+                for message_id, count in zip(ids, item.counts[start : start + THAW_BATCH]):
+                    message = messages.get(message_id)
+                    if message is None:
+                        persistence.remove(self.vhost, self.name, message_id)
+                    else:
+                        entry = QueueEntry(seq, message, count, None, READY, message_id)
+                        ready.append(entry)
+                        if message.properties.expiration is not None:
+                            expiring.append(entry)
+                    seq += 1
+        return expiring
 
     def requeue(self, entries: Iterable[QueueEntry], *, retry: bool = False) -> None:
         """Put delivered entries back at their original place; call :meth:`dispatch` after.
@@ -318,6 +536,11 @@ class Queue:
         """
         if self.deleted:
             return
+        out = self._out_ids
+        if out:
+            entries = list(entries)
+            for entry in entries:
+                out.discard(entry.message_id)
         if not self._plain:
             self._requeue_policy(entries, retry)
             return
@@ -328,21 +551,29 @@ class Queue:
     def ack(self, entry: QueueEntry) -> None:
         """The one place a message leaves the queue consumed (ack or auto-ack).
 
-        The durable store will remove persistent messages here.
+        A stored message is removed from the store here.
         """
         entry.state = GONE
+        message_id = entry.message_id
+        if message_id:
+            self._out_ids.discard(message_id)
+            self.persistence.remove(self.vhost, self.name, message_id)
 
     def drop(self, entry: QueueEntry, reason: DropReason) -> None:
         """The one place a message leaves the queue unconsumed (reject, TTL, max-length ...).
 
         The caller has taken the entry out of the ready structures.  With an
         ``x-dead-letter-exchange`` the message is republished there first
-        (:meth:`VirtualHost.dead_letter`); the durable store will remove the
-        persistent original at the end of this method, after the copies are
-        stored, so a crash between the two halves duplicates at worst.
+        (:meth:`VirtualHost.dead_letter`); a stored original is removed from
+        the store at the end of this method, after the copies were appended,
+        so a crash between the two halves duplicates at worst.
         """
         entry.state = GONE
         self._dead_letter(entry.message, reason)
+        message_id = entry.message_id
+        if message_id:
+            self._out_ids.discard(message_id)
+            self.persistence.remove(self.vhost, self.name, message_id)
 
     def _dead_letter(self, message: Message, reason: DropReason) -> None:
         policy = self.policy
@@ -363,6 +594,7 @@ class Queue:
             self._count = self._bytes = self._gone = 0
         self._ready.clear()
         self._requeued.clear()
+        self._runs = self._cold = 0
         return count
 
     def add_consumer(self, consumer: Consumer) -> None:
@@ -405,7 +637,8 @@ class Queue:
                 consumer.waiting = False
                 continue
             entry = self.pop()
-            assert entry is not None
+            if entry is None:
+                break  # a cold run whose messages were all gone
             # Round-robin (AMQP 0-9-1, 3.1.3.4): the next message goes to the next consumer.
             waiting.rotate(-1)
             consumer.channel.deliver_entry(consumer, self, entry)
@@ -413,11 +646,17 @@ class Queue:
     # -- policy paths --------------------------------------------------------------------
 
     def _to_policy_mode(self) -> None:
-        """Leave the plain path for good (a message with its own TTL arrived)."""
+        """Leave the plain path for good (a message with its own TTL arrived).
+
+        Cold runs are read back first: the policy paths need every message.
+        """
+        expiring = self._thaw_all() if self._runs else None
         self._plain = False
         entries = self._ready_entries()
         self._count = len(entries)
         self._bytes = sum(len(e.message.body) for e in entries)
+        if expiring:
+            self._start_ttls(expiring)
 
     def _ready_entries(self) -> list[QueueEntry]:
         """Every entry in the ready structures, gone ones included."""
@@ -456,9 +695,9 @@ class Queue:
             self._gone -= 1
         ready = self._ready
         while ready:
-            entry = ready.popleft()
-            if entry.state == READY:
-                return entry
+            head: QueueEntry = ready.popleft()
+            if head.state == READY:
+                return head
             self._gone -= 1
         return None
 
@@ -470,7 +709,14 @@ class Queue:
             self._bytes -= len(entry.message.body)
         return entry
 
-    def _enqueue_policy(self, message: Message, now: float, ttl: int | None) -> bool:
+    def _enqueue_policy(
+        self,
+        message: Message,
+        now: float,
+        ttl: int | None,
+        message_id: int = 0,
+        delivery_count: int = 0,
+    ) -> bool:
         schedule = self.schedule
         schedule.advance(now)
         if self._plain:
@@ -490,7 +736,7 @@ class Queue:
                 ttl = policy.message_ttl
         seq = self._next_seq
         self._next_seq = seq + 1
-        entry = QueueEntry(seq, message)
+        entry = QueueEntry(seq, message, delivery_count, None, READY, message_id)
         self._push_ready(entry, requeued=False)
         self._count += 1
         self._bytes += size
@@ -682,3 +928,14 @@ class Queue:
                 self.host.delete_queue(self)
             return
         self._arm_expiry()
+
+
+def _message_ttl(message: Message) -> int | None:
+    """A recovered message's own ``expiration`` in ms (None without, or if unreadable)."""
+    expiration = message.properties.expiration
+    if expiration is None:
+        return None
+    try:
+        return parse_expiration(expiration)
+    except ChannelError:
+        return None

@@ -9,8 +9,15 @@ The virtual host also republishes what the core publishes by itself:
 dead-lettered messages (:meth:`VirtualHost.dead_letter`) and delayed
 messages of ``x-delayed-message`` exchanges when they fall due
 (:meth:`VirtualHost.delay_message` / :meth:`VirtualHost.release_delayed`,
-the one entry and the one exit of a held delayed message, where the durable
-store will write and delete persistent ones).
+the one entry and the one exit of a held delayed message, where persistent
+ones held by a durable exchange are written to and deleted from the store).
+
+It tells its :class:`~amqplike.core.persistence.Persistence` (none by
+default) about every change to durable topology, as RabbitMQ defines it:
+durable exchanges, durable non-exclusive queues, and bindings whose source
+and destination are both durable.  The ``restore_*`` methods rebuild that
+topology from a store at start-up, without the checks a client's declare
+goes through (the names were checked when first declared).
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from attrs import define, field, frozen
 
-from amqplike.core.arguments import parse_expiration, parse_queue_arguments
+from amqplike.core.arguments import QueuePolicy, parse_expiration, parse_queue_arguments
 from amqplike.core.deadletter import dead_letter_message, is_cycle
 from amqplike.core.exchanges import Binding, Exchange
 from amqplike.core.message import DropReason, Message
+from amqplike.core.persistence import NO_PERSISTENCE, Persistence
 from amqplike.core.queues import Queue
 from amqplike.core.routing import ROUTER_TYPES, freeze_arguments
 from amqplike.core.schedule import Schedule
@@ -83,11 +91,15 @@ def message_delay_ms(message: Message) -> int:
 
 @frozen(slots=True)
 class DelayedMessage:
-    """A message held by an ``x-delayed-message`` exchange until ``due`` (seconds)."""
+    """A message held by an ``x-delayed-message`` exchange until ``due`` (seconds).
+
+    ``message_id`` is its id in the durable store, 0 when not stored.
+    """
 
     exchange: Exchange
     message: Message
     due: float
+    message_id: int = 0
 
 
 class _DelayedRelease:
@@ -132,6 +144,8 @@ class VirtualHost:
     schedule: Schedule = field(factory=Schedule)
     #: Ack timeout (seconds) of deliveries whose queue and consumer set none; 0 for none.
     consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT_SECONDS
+    #: Where durable state goes (the broker sets it; nothing is stored by default).
+    persistence: Persistence = NO_PERSISTENCE
     exchanges: dict[str, Exchange] = field(factory=dict, init=False)
     queues: dict[str, Queue] = field(factory=dict, init=False)
     #: Direct reply-to: each channel with a reply consumer, by its unguessable token.
@@ -302,7 +316,7 @@ class VirtualHost:
         exchange = self.exchanges.get(name)
         if exchange is None:
             self._check_name("exchange", name)
-            return self._create_exchange(
+            exchange = self._create_exchange(
                 name,
                 type,
                 durable=durable,
@@ -310,6 +324,9 @@ class VirtualHost:
                 internal=internal,
                 arguments=args,
             )
+            if durable:
+                self.persistence.exchange_declared(self.name, exchange)
+            return exchange
         check = self._check_equivalent
         check("exchange", name, "type", type, exchange.type)
         check("exchange", name, "durable", durable, exchange.durable)
@@ -344,11 +361,15 @@ class VirtualHost:
         if exchange.delayed:
             # Its held messages go with it, as with the RabbitMQ plugin.
             for key in [k for k, d in self.delayed.items() if d.exchange is exchange]:
-                del self.delayed[key]
+                held = self.delayed.pop(key)
+                if held.message_id:
+                    self.persistence.undelay(self.name, held.message_id)
         for binding, destination in list(exchange.bindings.items()):
             self._remove_binding(binding, exchange, destination)
         for binding, source in list(exchange.incoming.items()):
             self._remove_binding(binding, source, exchange)
+        if exchange.durable:
+            self.persistence.exchange_deleted(self.name, exchange)
 
     # -- bindings ------------------------------------------------------------
 
@@ -367,6 +388,7 @@ class VirtualHost:
             "queue" if is_queue else "exchange",
             routing_key,
             freeze_arguments(arguments),
+            dict(arguments or {}),
         )
         if binding in source.bindings:
             return binding
@@ -377,6 +399,8 @@ class VirtualHost:
         else:
             destination.incoming[binding] = source
             source.exchange_destinations += 1
+        if _durable_binding(source, destination):
+            self.persistence.binding_added(self.name, binding)
         return binding
 
     def unbind(
@@ -409,6 +433,8 @@ class VirtualHost:
         else:
             del destination.incoming[binding]
             source.exchange_destinations -= 1
+        if _durable_binding(source, destination):
+            self.persistence.binding_removed(self.name, binding)
         # An auto-delete exchange goes when its last binding (as source) goes.
         if source.auto_delete and not source.bindings:
             self.delete_exchange(source)
@@ -457,6 +483,20 @@ class VirtualHost:
             if policy is not None and policy.expires:
                 queue.touch(self.schedule.now)
             return queue
+        queue = self._create_queue(name, durable, owner, auto_delete, args, policy)
+        if queue.stored:
+            self.persistence.queue_declared(queue)
+        return queue
+
+    def _create_queue(
+        self,
+        name: str,
+        durable: bool,
+        owner: Connection | None,
+        auto_delete: bool,
+        args: dict[str, Any],
+        policy: QueuePolicy | None,
+    ) -> Queue:
         queue = Queue(
             name=name,
             vhost=self.name,
@@ -515,7 +555,19 @@ class VirtualHost:
             consumer.channel.consumer_removed(consumer)
         for binding, source in list(queue.bindings.items()):
             self._remove_binding(binding, source, queue)
+        if queue.stored:
+            self.persistence.queue_deleted(queue)
         return queue.purge()
+
+    def purge_queue(self, queue: Queue) -> int:
+        """``queue.purge``: drop the ready messages (in the store too); return how many.
+
+        Delivered, unacked messages stay, in memory and in the store.
+        """
+        count = queue.purge()
+        if queue.stored:
+            self.persistence.queue_purged(queue, queue.unsettled_ids)
+        return count
 
     # -- routing -------------------------------------------------------------
 
@@ -592,31 +644,126 @@ class VirtualHost:
                 ttl = parse_expiration(expiration)
             except ChannelError:
                 ttl = None  # Checked on publish; a message we made has none.
-        for queue in tuple(self.route(exchange, message)):
-            if check_cycles and is_cycle(queue.name, message):
-                # RabbitMQ logs and drops it: it would go round with no consumer deciding.
-                continue
-            queue.enqueue(message, now, ttl)
+        queues = [
+            q
+            for q in self.route(exchange, message)
+            # RabbitMQ logs and drops a cycle: it would go round with no consumer deciding.
+            if not (check_cycles and is_cycle(q.name, message))
+        ]
+        message_id = 0
+        persistence = self.persistence
+        if message.properties.delivery_mode == 2 and persistence.enabled:
+            names = [q.name for q in queues if q.stored]
+            if names:
+                message_id = persistence.append(self.name, names, message, None)
+        for queue in queues:
+            stored_id = message_id if queue.stored else 0
+            if not queue.enqueue(message, now, ttl, stored_id) and stored_id:
+                persistence.remove(self.name, queue.name, stored_id)
 
-    def delay_message(self, exchange: Exchange, message: Message, due: float) -> int:
+    def delay_message(
+        self,
+        exchange: Exchange,
+        message: Message,
+        due: float,
+        *,
+        token: object = None,
+        message_id: int | None = None,
+    ) -> int:
         """Hold ``message`` until ``due``, then route it by ``exchange``'s delayed type.
 
         The one entry of a delayed message, returning its key in
-        :attr:`delayed`; the durable store will persist persistent ones here
-        (and put them back with this method on restart).  No cap on the delay.
+        :attr:`delayed`.  A persistent message held by a durable exchange is
+        written to the store here (``token`` is its publish's confirm
+        identity); ``message_id`` is given instead when the store put it back
+        on restart.  No cap on the delay.
         """
+        if message_id is None:
+            message_id = 0
+            persistence = self.persistence
+            if (
+                exchange.durable
+                and message.properties.delivery_mode == 2
+                and persistence.enabled
+            ):
+                message_id = persistence.delay(self.name, exchange.name, message, due, token)
         self._delay_seq += 1
         key = self._delay_seq
-        self.delayed[key] = DelayedMessage(exchange, message, due)
+        self.delayed[key] = DelayedMessage(exchange, message, due, message_id)
         self.schedule.push(due, _DelayedRelease(self, key))
         return key
 
     def release_delayed(self, key: int, now: float) -> None:
-        """A delayed message is due: route it now.  Its one exit (the store deletes it here).
+        """A delayed message is due: route it now.  Its one exit.
 
-        Messages of an exchange deleted meanwhile are dropped.
+        A stored one is appended to its durable queues before it is deleted
+        from the store's delayed messages, so a crash in between duplicates
+        at worst.  Messages of an exchange deleted meanwhile are dropped.
         """
         held = self.delayed.pop(key, None)
         if held is None or held.exchange.deleted:
             return
         self._enqueue_routed(held.exchange, held.message, now, False)
+        if held.message_id:
+            self.persistence.undelay(self.name, held.message_id)
+
+    # -- rebuilding from a store ----------------------------------------------------
+
+    def restore_exchange(
+        self,
+        name: str,
+        type_: str,
+        auto_delete: bool,
+        internal: bool,
+        arguments: Mapping[str, Any],
+    ) -> Exchange:
+        """Recreate a stored durable exchange (``KeyError`` for an unknown type)."""
+        existing = self.exchanges.get(name)
+        if existing is not None:
+            return existing
+        return self._create_exchange(
+            name,
+            type_,
+            durable=True,
+            auto_delete=auto_delete,
+            internal=internal,
+            arguments=arguments,
+        )
+
+    def restore_queue(self, name: str, auto_delete: bool, arguments: Mapping[str, Any]) -> Queue:
+        """Recreate a stored durable queue (``ChannelError`` if its arguments no longer parse)."""
+        existing = self.queues.get(name)
+        if existing is not None:
+            return existing
+        args = dict(arguments)
+        policy = parse_queue_arguments(args, self.describe("queue", name)) if args else None
+        return self._create_queue(name, True, None, auto_delete, args, policy)
+
+    def restore_binding(
+        self,
+        source: str,
+        destination: str,
+        destination_kind: str,
+        routing_key: str,
+        arguments: Mapping[str, Any],
+    ) -> bool:
+        """Recreate a stored binding; False when one of its ends is missing."""
+        src = self.exchanges.get(source)
+        dst: Queue | Exchange | None
+        if destination_kind == "queue":
+            dst = self.queues.get(destination)
+        else:
+            dst = self.exchanges.get(destination)
+        if src is None or dst is None:
+            return False
+        self.bind(src, dst, routing_key, arguments)
+        return True
+
+
+def _durable_binding(source: Exchange, destination: Queue | Exchange) -> bool:
+    """Whether a binding survives a restart: both ends durable, no exclusive queue."""
+    if not source.durable:
+        return False
+    if isinstance(destination, Queue):
+        return destination.stored
+    return destination.durable

@@ -85,6 +85,7 @@ from amqplike.wire.methods import (
     ChannelOpenOk,
     ConfirmSelect,
     ConfirmSelectOk,
+    ConnectionBlocked,
     ConnectionClose,
     ConnectionCloseOk,
     ConnectionOpen,
@@ -93,6 +94,7 @@ from amqplike.wire.methods import (
     ConnectionStartOk,
     ConnectionTune,
     ConnectionTuneOk,
+    ConnectionUnblocked,
     ExchangeBind,
     ExchangeBindOk,
     ExchangeDeclare,
@@ -234,6 +236,10 @@ class AMQPServerProtocol(Protocol):
         self._buffer_paused = False
         self._lost = False
         self._close_reason: str | None = None
+        #: The client listed ``connection.blocked`` in its capabilities (RabbitMQ's rule).
+        self.wants_blocked = False
+        #: ``connection.blocked`` was sent and not yet followed by ``unblocked``.
+        self._told_blocked = False
 
     # -- connection events ---------------------------------------------------
 
@@ -797,6 +803,9 @@ class AMQPServerProtocol(Protocol):
             )
             return
         self.user = user
+        capabilities = method.client_properties.get("capabilities")
+        if isinstance(capabilities, dict):
+            self.wants_blocked = capabilities.get("connection.blocked") is True
         self._state = _AWAIT_TUNE_OK
         limits = self._limits
         self.send(
@@ -844,6 +853,22 @@ class AMQPServerProtocol(Protocol):
             user=self.user,
             vhost=self.vhost,
         )
+        self.notify_blocked(self._factory.blocked_reason)
+
+    def notify_blocked(self, reason: str | None) -> None:
+        """Send ``connection.blocked`` (a reason) or ``connection.unblocked`` (None).
+
+        Only to an open connection whose client listed the ``connection.blocked``
+        capability, as RabbitMQ does, and only on a change.
+        """
+        if self._state != _OPEN or not self.wants_blocked:
+            return
+        if reason is not None and not self._told_blocked:
+            self._told_blocked = True
+            self.send(encode_method_frame(0, ConnectionBlocked(reason)))
+        elif reason is None and self._told_blocked:
+            self._told_blocked = False
+            self.send(encode_method_frame(0, ConnectionUnblocked()))
 
     def _client_close(self, method: ConnectionClose) -> None:
         """The client closes: close everything, answer ``close-ok``, drop the socket."""
@@ -1165,12 +1190,30 @@ class BrokerFactory(Factory):
         self.connections: set[AMQPServerProtocol] = set()
         #: Nesting depth of the batches running now; output is flushed when it returns to 0.
         self.batch_depth = 0
+        #: Why publishers are blocked (disk alarm), None when they are not.
+        self.blocked_reason: str | None = None
         self._dirty: dict[AMQPServerProtocol, None] = {}
         self._flush_call: IDelayedCall | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> AMQPServerProtocol:
         """Return the protocol for a new connection (its peer is read from the transport)."""
         return AMQPServerProtocol(self)
+
+    def set_blocked(self, reason: str | None) -> None:
+        """Block publishers (``connection.blocked`` with ``reason``) or unblock them (None).
+
+        Sent to every open connection whose client asked for it, and to
+        connections opened while blocked.  The core refuses the publishes
+        that need the store meanwhile; this only tells clients.
+        """
+        self.blocked_reason = reason
+        self.batch_depth += 1
+        try:
+            for protocol in list(self.connections):
+                protocol.notify_blocked(reason)
+        finally:
+            self.batch_depth -= 1
+            self.flush_if_idle()
 
     def connection_made(self, protocol: AMQPServerProtocol) -> None:
         """Track a live connection."""

@@ -158,11 +158,17 @@ class TestClient:
         heartbeat: int | None = None,
         frame_max: int | None = None,
         channel_max: int = 0,
+        client_properties: dict[str, Any] | None = None,
     ) -> ConnectionTune:
         """Run the handshake up to ``connection.open-ok``; return the server's tune."""
         self.send_raw(PROTOCOL_HEADER)
         self.expect(ConnectionStart, 0)
-        self.send(0, ConnectionStartOk({}, "PLAIN", plain(user, password), "en_US"))
+        self.send(
+            0,
+            ConnectionStartOk(
+                client_properties or {}, "PLAIN", plain(user, password), "en_US"
+            ),
+        )
         tune = self.expect(ConnectionTune, 0)
         self.frame_max = frame_max if frame_max is not None else tune.frame_max
         self.send(

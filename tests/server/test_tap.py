@@ -115,3 +115,73 @@ def test_plugin_is_discovered() -> None:
     assert "amqplike" in makers
     assert makers["amqplike"].options is Options
     assert not (Path(__file__).parents[2] / "twisted" / "plugins" / "__init__.py").exists()
+
+
+def test_store_is_loaded_before_the_listeners_bind(tmp_path: Path) -> None:
+    """The store service comes first: twistd's privileged start loads it (rebuilding the
+    core) before any listener binds its port, and it is closed last."""
+    from amqplike.core import Broker
+    from amqplike.services.persistence import PersistenceService
+
+    options = _options("--listen", "tcp:0", "--data-dir", str(tmp_path))
+    reactor = MemoryReactorClock()
+    service = makeService(options, reactor=reactor)
+    children = list(service)
+    assert isinstance(children[0], PersistenceService)
+    service.privilegedStartService()
+    service.startService()
+    factory = reactor.tcpServers[0][1]
+    assert isinstance(factory.broker, Broker)
+    factory.broker.connect().open_channel(1, _NullSink()).queue_declare("kept", durable=True)
+    service.stopService()
+    assert reactor.getDelayedCalls() == []
+
+    reactor = MemoryReactorClock()
+    service = makeService(options, reactor=reactor)
+    seen = []
+    store = next(iter(service))
+    assert isinstance(store, PersistenceService)
+    real_listen = reactor.listenTCP
+
+    def listen(*args: object, **kwargs: object) -> object:
+        seen.append(store.loaded is not None)
+        return real_listen(*args, **kwargs)  # type: ignore[arg-type]
+
+    reactor.listenTCP = listen  # type: ignore[method-assign]
+    service.privilegedStartService()
+    assert seen == [True]
+    factory = reactor.tcpServers[0][1]
+    assert "kept" in factory.broker.vhosts["/"].queues
+    service.startService()
+    service.stopService()
+
+
+class _NullSink:
+    def deliver(self, *args: object) -> None: ...
+    def returned(self, *args: object) -> None: ...
+    def confirmed(self, *args: object) -> None: ...
+    def consumer_cancelled(self, *args: object) -> None: ...
+
+
+def test_durability_options() -> None:
+    """--sync, --disk-free-limit (with units) and --skip-corrupt, with usage errors."""
+    options = _options()
+    assert options["sync-interval"] is None
+    assert options["disk-free-limit"] == 50_000_000
+    assert not options["skip-corrupt"]
+    options = _options("--sync", "interval:5", "--disk-free-limit", "1GiB", "--skip-corrupt")
+    assert options["sync-interval"] == 0.005
+    assert options["disk-free-limit"] == 1024**3
+    assert options["skip-corrupt"]
+    assert _options("--disk-free-limit", "0")["disk-free-limit"] == 0
+    with pytest.raises(usage.UsageError, match="--sync must be 'full' or 'interval:MS'"):
+        _options("--sync", "sometimes")
+    with pytest.raises(usage.UsageError, match="is not a size"):
+        _options("--disk-free-limit", "lots")
+
+
+def test_store_fault_variable_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed AMQPLIKE_STORE_FAULTS is a usage error, not a surprise later."""
+    monkeypatch.setenv("AMQPLIKE_STORE_FAULTS", "melt:/tmp/x")
+    with pytest.raises(usage.UsageError, match="expected enospc:PATH or eio:PATH"):
+        _options()

@@ -1,0 +1,593 @@
+"""The durable store in the running broker: recovery at start-up, writes, alarms.
+
+:class:`StoreAdapter` joins the core and the store: it implements the core's
+:class:`~amqplike.core.Persistence` port by mapping each call onto the
+:class:`~amqplike.store.Store` API, and it is the store's
+:class:`~amqplike.store.StoreListener`, turning committed and failed batches
+into publisher confirms (:func:`~amqplike.core.settle_stored`) and the
+store's state into ``connection.blocked``/``unblocked`` or a fatal stop.
+
+:class:`PersistenceService` owns the store's life: it opens and loads it
+synchronously in ``privilegedStartService`` (twistd binds the listening ports
+in the listeners' ``privilegedStartService``, which runs after ours since
+this service is added first), rebuilds the core from what was recovered,
+watches the free disk space on a timer, and closes the store on stop (after
+the listeners, which stop first).
+
+Threading: the store calls the listener through ``reactor.callFromThread``,
+so every method here runs on the reactor thread.
+
+Delayed messages (``x-delayed-message``) of durable exchanges are stored as
+entries of a store-only queue per virtual host, :data:`DELAYED_QUEUE` (a
+name clients cannot declare), each carrying its due time in the
+:data:`DUE_HEADER` header, which is removed again when it is recovered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from array import array
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from attrs import evolve
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from amqplike.core import Binding, Broker, Exchange, Message, Queue, settle_stored
+from amqplike.errors import ChannelError
+from amqplike.store import (
+    BindingRecord,
+    ExchangeRecord,
+    LoadedState,
+    QueueIndex,
+    QueueRecord,
+    Store,
+    StoreCorruptError,
+    StoreError,
+    StoreListener,
+    StoreState,
+    StoreWriteError,
+)
+from amqplike.store._records import DELIVERY_COUNT_TYPECODE
+
+#: Exit status after a fatal store error (EX_IOERR): nothing can be written any more.
+EXIT_STORE_FAILED: Final = 74
+#: Exit status when the store cannot be used at start-up (EX_DATAERR): corrupt, locked, foreign.
+EXIT_STORE_UNUSABLE: Final = 65
+
+#: The store-only queue holding each virtual host's stored delayed messages.
+DELAYED_QUEUE: Final = "amq.amqplike.delayed"
+#: The header carrying a stored delayed message's due time (seconds on the broker's clock).
+DUE_HEADER: Final = "x-amqplike-due"
+
+#: Messages read back from the store at once at start-up (delayed messages, policy queues).
+_READ_BATCH: Final = 1000
+
+#: Blocking reasons (the ``connection.blocked`` text sent to clients).
+DISK_FULL: Final = "low on disk space: the store's disk is full"
+DISK_FREE_LIMIT: Final = "low on disk space"
+STORE_CLOSED: Final = "the broker is shutting down"
+
+#: How often the free disk space is checked, in seconds.
+DISK_CHECK_SECONDS: Final = 1.0
+#: RabbitMQ's default ``disk_free_limit``: 50 MB.
+DEFAULT_DISK_FREE_LIMIT_BYTES: Final = 50_000_000
+
+
+class Notifier(Protocol):
+    """What the adapter needs of the server (``BrokerFactory``): alarms and output batches."""
+
+    batch_depth: int
+
+    def set_blocked(self, reason: str | None) -> None:
+        """Block publishers with ``reason`` (``connection.blocked``), or unblock them (None)."""
+
+    def flush_if_idle(self) -> None:
+        """Write pending output unless a batch is still running; never raises."""
+
+
+def _binding_record(vhost: str, binding: Binding) -> BindingRecord:
+    return BindingRecord(
+        vhost,
+        binding.source,
+        binding.destination,
+        binding.destination_kind,
+        binding.routing_key,
+        dict(binding.declared or {}),
+    )
+
+
+class StoreAdapter:
+    """The core's :class:`~amqplike.core.Persistence` over a store, and the store's listener.
+
+    ``notifier`` (the server factory) hears of blocking changes and writes
+    the confirms a batch released; ``on_fatal`` is called with an exit
+    status when the store failed for good.  Build the store with this
+    object as its listener, then :meth:`attach` it.
+    """
+
+    log = Logger()
+    enabled: Final = True
+
+    def __init__(
+        self,
+        notifier: Notifier | None = None,
+        on_fatal: Callable[[int], object] | None = None,
+        *,
+        skip_corrupt: bool = False,
+    ) -> None:
+        self._notifier = notifier
+        self._on_fatal = on_fatal
+        self._skip_corrupt = skip_corrupt
+        self.store: Store | None = None
+        self._open = False
+        self._failed = False
+        #: Why publishers are blocked now (a store alarm, the disk-free limit), in order.
+        self._blocked: dict[str, None] = {}
+        self._delayed_queues: set[str] = set()
+
+    def attach(self, store: Store) -> None:
+        """Use ``store`` (built with this adapter as its listener) once it is loaded."""
+        self.store = store
+        self._open = True
+
+    def close(self) -> None:
+        """Close the store (blocking: commits what is queued, marks a clean shut-down).
+
+        Later calls from the core are ignored and publishes that need the
+        store are refused; idempotent.
+        """
+        store, self._open = self.store, False
+        if store is not None:
+            store.close()
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        """False while publishes that need the store are refused (blocked, failed, closed)."""
+        return self._open and not self._blocked and not self._failed
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """Why publishers are blocked now, None when they are not."""
+        return next(iter(self._blocked), None)
+
+    def set_blocked(self, reason: str, blocked: bool) -> None:
+        """Add or clear one reason to block publishers; the server hears of the change."""
+        before = self.blocked_reason
+        if blocked:
+            self._blocked[reason] = None
+        else:
+            self._blocked.pop(reason, None)
+        after = self.blocked_reason
+        if after != before and self._notifier is not None:
+            self._notifier.set_blocked(after)
+
+    # -- Persistence: topology -------------------------------------------------------
+
+    def exchange_declared(self, vhost: str, exchange: Exchange) -> None:
+        """Store a durable exchange."""
+        if self._open:
+            assert self.store is not None
+            self.store.put_exchange(
+                ExchangeRecord(
+                    vhost,
+                    exchange.name,
+                    exchange.type,
+                    exchange.auto_delete,
+                    exchange.internal,
+                    dict(exchange.arguments),
+                )
+            )
+
+    def exchange_deleted(self, vhost: str, exchange: Exchange) -> None:
+        """Forget a durable exchange and its bindings."""
+        if self._open:
+            assert self.store is not None
+            self.store.delete_exchange(vhost, exchange.name)
+
+    def queue_declared(self, queue: Queue) -> None:
+        """Store a durable queue."""
+        if self._open:
+            assert self.store is not None
+            self.store.put_queue(
+                QueueRecord(queue.vhost, queue.name, queue.auto_delete, dict(queue.arguments))
+            )
+
+    def queue_deleted(self, queue: Queue) -> None:
+        """Forget a queue, its bindings and messages."""
+        if self._open:
+            assert self.store is not None
+            self.store.delete_queue(queue.vhost, queue.name)
+
+    def queue_purged(self, queue: Queue, keep: Collection[int]) -> None:
+        """Drop a queue's stored messages but its unacked ones."""
+        if self._open:
+            assert self.store is not None
+            self.store.purge_queue(queue.vhost, queue.name, keep)
+
+    def binding_added(self, vhost: str, binding: Binding) -> None:
+        """Store a binding between durable ends."""
+        if self._open:
+            assert self.store is not None
+            self.store.put_binding(_binding_record(vhost, binding))
+
+    def binding_removed(self, vhost: str, binding: Binding) -> None:
+        """Forget a binding."""
+        if self._open:
+            assert self.store is not None
+            self.store.delete_binding(_binding_record(vhost, binding))
+
+    # -- Persistence: messages -------------------------------------------------------
+
+    def append(self, vhost: str, queues: Sequence[str], message: Message, token: object) -> int:
+        """Queue the write of a persistent message; its token comes back with the batch."""
+        store = self.store
+        if not self._open or store is None:
+            return 0
+        return store.append(
+            vhost,
+            queues,
+            message.exchange,
+            message.routing_key,
+            message.properties,
+            message.body,
+            token,
+        )
+
+    def remove(self, vhost: str, queue: str, message_id: int) -> None:
+        """Queue the removal of a stored entry."""
+        if self._open:
+            assert self.store is not None
+            self.store.remove(vhost, queue, message_id)
+
+    def delivered(self, vhost: str, queue: str, message_id: int, count: int) -> None:
+        """Queue a stored entry's new delivery count."""
+        if self._open:
+            assert self.store is not None
+            self.store.record_delivery(vhost, queue, message_id, count)
+
+    def read(self, message_ids: Sequence[int]) -> Mapping[int, Message]:
+        """Read messages back (blocking, about 5 ms per 1000 on a warm cache).
+
+        A message whose checksum fails stops the broker (strict mode: it is
+        never delivered with wrong bytes, and ``--skip-corrupt`` lets the
+        next start drop it), or is left out (skip mode) and so removed by
+        the queue.
+        """
+        store = self.store
+        if store is None or not self._open:
+            return {}
+        try:
+            stored = store.read_messages(message_ids)
+        except StoreCorruptError as e:
+            self.log.error(
+                "Refusing to deliver a damaged message: {error}. Restart with --skip-corrupt"
+                " to drop it.",
+                error=str(e),
+            )
+            self._fatal(EXIT_STORE_UNUSABLE)
+            raise
+        return {
+            i: Message(m.exchange, m.routing_key, m.properties, m.body)
+            for i, m in stored.items()
+        }
+
+    def delay(self, vhost: str, exchange: str, message: Message, due: float, token: object) -> int:
+        """Store a delayed message in the virtual host's :data:`DELAYED_QUEUE`."""
+        store = self.store
+        if not self._open or store is None:
+            return 0
+        if vhost not in self._delayed_queues:
+            store.put_queue(QueueRecord(vhost, DELAYED_QUEUE))
+            self._delayed_queues.add(vhost)
+        properties = message.properties
+        headers = dict(properties.headers or {})
+        headers[DUE_HEADER] = due
+        return store.append(
+            vhost,
+            (DELAYED_QUEUE,),
+            exchange,
+            message.routing_key,
+            evolve(properties, headers=headers),
+            message.body,
+            token,
+        )
+
+    def undelay(self, vhost: str, message_id: int) -> None:
+        """Forget a stored delayed message (released or dropped)."""
+        self.remove(vhost, DELAYED_QUEUE, message_id)
+
+    # -- StoreListener ---------------------------------------------------------------------
+
+    def batch_committed(self, tokens: Sequence[object]) -> None:
+        """A batch is on disk: ack the publishes it held."""
+        self._in_batch(settle_stored, tokens, True)
+
+    def batch_failed(self, tokens: Sequence[object], error: StoreWriteError) -> None:
+        """A batch was not written: nack its publishes."""
+        self.log.warn(
+            "Store write failed; nacking {count} publishes: {error}",
+            count=len(tokens),
+            error=str(error),
+        )
+        self._in_batch(settle_stored, tokens, False)
+
+    def state_changed(self, state: StoreState, error: StoreWriteError | None) -> None:
+        """Disk full blocks publishers until a write succeeds again; a fatal error stops."""
+        if state is StoreState.BLOCKED:
+            self.log.error(
+                "The store's disk is full ({error}): publishers are blocked until a write"
+                " succeeds; consumers keep draining",
+                error=str(error),
+            )
+            self._in_batch(self.set_blocked, DISK_FULL, True)
+        elif state is StoreState.OK:
+            self.log.info("The store writes again: disk-full alarm cleared")
+            self._in_batch(self.set_blocked, DISK_FULL, False)
+        else:
+            self.log.error(
+                "The store failed and will not write again: {error}. Stopping the broker"
+                " (exit status {code}); confirmed messages are on disk.",
+                error=str(error),
+                code=EXIT_STORE_FAILED,
+            )
+            self._failed = True
+            self._fatal(EXIT_STORE_FAILED)
+
+    def _fatal(self, code: int) -> None:
+        self._failed = True
+        if self._on_fatal is not None:
+            self._on_fatal(code)
+
+    def _in_batch(self, function: Callable[..., object], *args: Any) -> None:
+        """Run ``function`` as one output batch of the server, then write what it produced."""
+        notifier = self._notifier
+        if notifier is None:
+            function(*args)
+            return
+        notifier.batch_depth += 1
+        try:
+            with self.log.failuresHandled("Handling a store report failed"):
+                function(*args)
+        finally:
+            notifier.batch_depth -= 1
+            notifier.flush_if_idle()
+
+
+class PersistenceService(Service):
+    """Loads the store and rebuilds the core before anything listens; closes it last.
+
+    ``open_store`` builds the store with the given listener (the adapter);
+    ``clock`` drives the free-disk check of ``data_dir`` every
+    ``disk_check_seconds`` against ``disk_free_limit`` bytes (0 disables it;
+    ``disk_usage`` is injectable for tests).  ``on_fatal`` is called with
+    an exit status when the store fails for good; a store that cannot be
+    opened raises ``SystemExit`` with :data:`EXIT_STORE_UNUSABLE` after
+    logging why.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        broker: Broker,
+        open_store: Callable[[StoreListener], Store],
+        clock: IReactorTime,
+        *,
+        notifier: Notifier | None = None,
+        on_fatal: Callable[[int], object] | None = None,
+        data_dir: str | None = None,
+        disk_free_limit: int = 0,
+        disk_check_seconds: float = DISK_CHECK_SECONDS,
+        disk_usage: Callable[[str], Any] = shutil.disk_usage,
+        skip_corrupt: bool = False,
+        describe: str = "the store",
+    ) -> None:
+        self._broker = broker
+        self._open_store = open_store
+        self._clock = clock
+        self._data_dir = data_dir
+        self._disk_free_limit = disk_free_limit
+        self._disk_check_seconds = disk_check_seconds
+        self._disk_usage = disk_usage
+        self._describe = describe
+        self.adapter = StoreAdapter(notifier, on_fatal, skip_corrupt=skip_corrupt)
+        self.loaded: LoadedState | None = None
+        self._disk_check: LoopingCall | None = None
+
+    # -- the service's life -----------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """Load the store and rebuild the core: before the listeners bind their ports."""
+        if self.loaded is None:
+            self.load()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        """Load if not done yet (no privileged start), then start watching the free disk space."""
+        if self.loaded is None:
+            self.load()
+        super().startService()
+        if self._disk_free_limit > 0 and self._data_dir is not None:
+            check = self._disk_check = LoopingCall(self._check_disk)
+            check.clock = self._clock
+            check.start(self._disk_check_seconds, now=True).addErrback(
+                lambda f: self.log.failure("The free disk check stopped", f)
+            )
+
+    def stopService(self) -> None:
+        """Stop the disk check and close the store (commits what is queued; clean flag)."""
+        super().stopService()
+        check, self._disk_check = self._disk_check, None
+        if check is not None and check.running:
+            check.stop()
+        self.adapter.close()
+        self.log.info("Closed {store}", store=self._describe)
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def load(self) -> LoadedState:
+        """Open and load the store, rebuild the core from it, log what was recovered.
+
+        Raises ``SystemExit`` (after logging the file and position) when the
+        store is damaged, locked by another broker or not ours.
+        """
+        started = time.perf_counter()
+        adapter = self.adapter
+        store = self._open_store(adapter)
+        try:
+            loaded = store.load()
+        except StoreCorruptError as e:
+            self.log.error(
+                "Refusing to start: {error}. Restart with --skip-corrupt to salvage what is"
+                " readable (the damaged file is kept beside it).",
+                error=str(e),
+            )
+            raise SystemExit(EXIT_STORE_UNUSABLE) from e
+        except StoreError as e:
+            self.log.error("Refusing to start: {error}", error=str(e))
+            raise SystemExit(EXIT_STORE_UNUSABLE) from e
+        adapter.attach(store)
+        for warning in loaded.warnings:
+            self.log.warn("Store recovery: {warning}", warning=warning)
+        queues, delayed = self._rebuild(loaded)
+        self.loaded = loaded
+        self.log.info(
+            "Recovered {queues} queues, {count} messages and {delayed} delayed messages"
+            " in {seconds:.2f} s from {store} ({shutdown} shut-down)",
+            queues=queues,
+            count=loaded.message_count - delayed,
+            delayed=delayed,
+            seconds=time.perf_counter() - started,
+            store=self._describe,
+            shutdown="clean" if loaded.clean_shutdown else "unclean",
+        )
+        return loaded
+
+    def _rebuild(self, loaded: LoadedState) -> tuple[int, int]:
+        """Recreate topology, then messages; return (queues, delayed messages) recovered.
+
+        Topology is rebuilt before the adapter is plugged in, so it is not
+        written back; messages after, so reading them back works.
+        """
+        broker = self._broker
+        for x in loaded.exchanges:
+            try:
+                broker.add_vhost(x.vhost).restore_exchange(
+                    x.name, x.type, x.auto_delete, x.internal, x.arguments
+                )
+            except (KeyError, ChannelError) as e:
+                self.log.warn(
+                    "Stored exchange {exchange!r} of vhost {vhost!r} skipped: {error!r}",
+                    exchange=x.name,
+                    vhost=x.vhost,
+                    error=e,
+                )
+        queues = 0
+        for q in loaded.queues:
+            if q.name == DELAYED_QUEUE:
+                self.adapter._delayed_queues.add(q.vhost)
+                continue
+            try:
+                broker.add_vhost(q.vhost).restore_queue(q.name, q.auto_delete, q.arguments)
+                queues += 1
+            except ChannelError as e:
+                self.log.warn(
+                    "Stored queue {queue!r} of vhost {vhost!r} skipped: {error}",
+                    queue=q.name,
+                    vhost=q.vhost,
+                    error=str(e),
+                )
+        for b in loaded.bindings:
+            if not broker.add_vhost(b.vhost).restore_binding(
+                b.source, b.destination, b.destination_kind, b.routing_key, b.arguments
+            ):
+                self.log.warn(
+                    "Stored binding {source!r} -> {destination!r} of vhost {vhost!r} skipped:"
+                    " an end is missing",
+                    source=b.source,
+                    destination=b.destination,
+                    vhost=b.vhost,
+                )
+        broker.use_persistence(self.adapter)
+        crashed = not loaded.clean_shutdown
+        delayed = 0
+        for (vhost_name, name), index in loaded.messages.items():
+            vhost = broker.vhosts.get(vhost_name)
+            if vhost is None or not len(index):
+                continue
+            if name == DELAYED_QUEUE:
+                delayed += self._recover_delayed(vhost_name, index)
+                continue
+            queue = vhost.queues.get(name)
+            if queue is None:
+                continue
+            counts = index.delivery_counts
+            if crashed:
+                # docs/durability.md, "Crash windows": after a crash every recovered
+                # message may have been delivered in the lost last batch.
+                counts = array(DELIVERY_COUNT_TYPECODE, [c or 1 for c in counts])
+            queue.recover(index.message_ids, counts)
+        return queues, delayed
+
+    def _recover_delayed(self, vhost_name: str, index: QueueIndex) -> int:
+        """Put stored delayed messages back on their exchanges' schedules; return how many."""
+        vhost = self._broker.vhosts[vhost_name]
+        adapter = self.adapter
+        ids = index.message_ids
+        count = 0
+        for start in range(0, len(ids), _READ_BATCH):
+            chunk = ids[start : start + _READ_BATCH]
+            messages = adapter.read(chunk)
+            for message_id in chunk:
+                message = messages.get(message_id)
+                exchange = vhost.exchanges.get(message.exchange) if message else None
+                headers = dict(message.properties.headers or {}) if message else {}
+                due = headers.pop(DUE_HEADER, None)
+                if (
+                    message is None
+                    or exchange is None
+                    or not exchange.delayed
+                    or not isinstance(due, (int, float))
+                ):
+                    adapter.undelay(vhost_name, message_id)
+                    continue
+                properties = evolve(message.properties, headers=headers or None)
+                vhost.delay_message(
+                    exchange,
+                    Message(message.exchange, message.routing_key, properties, message.body),
+                    float(due),
+                    message_id=message_id,
+                )
+                count += 1
+        return count
+
+    # -- the free-disk alarm ----------------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        """Block publishers while the data directory's free space is under the limit."""
+        with self.log.failuresHandled("Checking the free disk space failed"):
+            assert self._data_dir is not None
+            free = self._disk_usage(self._data_dir).free
+            low = free < self._disk_free_limit
+            was = DISK_FREE_LIMIT in self.adapter._blocked
+            if low and not was:
+                self.log.error(
+                    "Free disk space {free} bytes is below --disk-free-limit {limit}:"
+                    " publishers are blocked",
+                    free=free,
+                    limit=self._disk_free_limit,
+                )
+            elif was and not low:
+                self.log.info(
+                    "Free disk space {free} bytes is above --disk-free-limit again:"
+                    " publishers are unblocked",
+                    free=free,
+                )
+            self.adapter._in_batch(self.adapter.set_blocked, DISK_FREE_LIMIT, low)
