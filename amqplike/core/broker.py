@@ -9,6 +9,7 @@ one timer for :meth:`Broker.next_deadline` (see ``amqplike/core/schedule.py``).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from attrs import define, field
 
@@ -104,6 +105,17 @@ class Broker:
                 persistence=self.persistence,
             )
         return vhost
+
+    def page_out(self, committed: int, unsafe: Callable[[int], bool] | None = None) -> int:
+        """Page out committed stored messages far from the heads of durable queues.
+
+        See :meth:`Queue.page_out`; return how many bodies left memory.
+        """
+        return sum(
+            queue.page_out(committed, unsafe)
+            for vhost in self.vhosts.values()
+            for queue in vhost.queues.values()
+        )
 
     def use_persistence(self, persistence: Persistence) -> None:
         """Make every virtual host (and those added later) tell ``persistence`` of durable state.

@@ -27,7 +27,11 @@ from the store at start-up are not loaded: a plain queue holds them as a
 message) sitting in the ready deque like one entry.  When the head of the
 queue reaches a cold run, the next :data:`THAW_BATCH` messages are read back
 from the store in one call and become ordinary entries; so memory follows
-what consumers are about to take, not the depth of the queue.  A queue that
+what consumers are about to take, not the depth of the queue.  Live
+messages are paged out the same way (:meth:`Queue.page_out`, run by the
+store service about once a second): in a durable plain queue, the stored
+entries more than :data:`PAGE_KEEP_HOT` items behind the head whose write
+was committed become cold runs, and their bodies leave memory.  A queue that
 leaves the plain path (below) reads its cold runs back first.
 
 **Plain and policy queues.**  A queue declared without any of the arguments
@@ -55,8 +59,9 @@ good), runs the *policy* paths, which add:
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from attrs import define, field
@@ -89,10 +94,19 @@ OUT: Final = 2
 #: Left the queue (acked, expired, dropped, purged); skipped where it still sits.
 GONE: Final = 3
 
+#: Typecodes of a cold run's arrays: signed 64-bit ids, unsigned 32-bit delivery counts
+#: (those of the store's recovered index).
+_ID_TYPECODE: Final = "q"
+_COUNT_TYPECODE: Final = "L"
 #: Compact a ready structure once this many gone entries sit in it (and half of it is gone).
 _COMPACT_GONE: Final = 64
 #: Messages of a cold run read back from the store at once (one blocking read of a few ms).
 THAW_BATCH: Final = 1000
+#: Ready items a durable queue keeps in memory at its head; committed messages behind
+#: them may be paged out (:meth:`Queue.page_out`).
+PAGE_KEEP_HOT: Final = 10_000
+#: Page out only when at least this many items are behind the hot head.
+PAGE_MIN: Final = 1000
 
 
 @define(eq=False, slots=True)
@@ -125,7 +139,7 @@ class _ColdRun:
 
     __slots__ = ("counts", "ids", "pos", "seq0")
 
-    def __init__(self, ids: Sequence[int], counts: Sequence[int], seq0: int) -> None:
+    def __init__(self, ids: array[int], counts: array[int], seq0: int) -> None:
         self.ids = ids
         self.counts = counts
         self.seq0 = seq0
@@ -275,6 +289,8 @@ class Queue:
     _cold: int = field(default=0, init=False)
     #: Store ids of this queue's delivered, unsettled entries (kept by a purge).
     _out_ids: set[int] = field(factory=set, init=False)
+    #: Ready items older than this sequence number need no look by :meth:`page_out`.
+    _scan_seq: int = field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         policy = self.policy
@@ -423,7 +439,15 @@ class Queue:
         if not n:
             return
         if self._plain:
-            run = _ColdRun(message_ids, delivery_counts, self._next_seq)
+            run = _ColdRun(
+                message_ids if isinstance(message_ids, array) else array(_ID_TYPECODE, message_ids),
+                (
+                    delivery_counts
+                    if isinstance(delivery_counts, array)
+                    else array(_COUNT_TYPECODE, delivery_counts)
+                ),
+                self._next_seq,
+            )
             self._next_seq += n
             self._ready.append(run)
             self._runs += 1
@@ -493,6 +517,75 @@ class Queue:
             if ttl is not None:
                 entry.expires_at = deadline = now + ttl / 1000
                 self.schedule.push(deadline, _EntryExpiry(self, entry))
+
+    def page_out(
+        self, committed: int, unsafe: Callable[[int], bool] | None = None
+    ) -> int:
+        """Drop from memory the bodies of stored messages far from the head; return how many.
+
+        Only a stored plain queue pages out, and only entries more than
+        :data:`PAGE_KEEP_HOT` ready items behind the head whose store id is
+        at most ``committed`` (their write was reported committed, so they
+        can be read back) and for which ``unsafe(id)`` is false (an id that
+        may have been in a failed batch).  Consecutive ones become cold runs
+        (adjacent runs are extended).  Cost: the items behind the hot head
+        that are not yet cold, so about what arrived since the last call.
+        """
+        if not self._plain or not self.stored or self.deleted:
+            return 0
+        ready = self._ready
+        behind = len(ready) - PAGE_KEEP_HOT
+        if behind < PAGE_MIN:
+            return 0
+        # Items before ``_scan_seq`` were settled by an earlier call (paged, or
+        # never pageable: transient or unsafe): take only the newer ones.
+        scan = self._scan_seq
+        tail = []
+        while behind > 0:
+            item = ready[-1]
+            if (item.seq0 if item.__class__ is _ColdRun else item.seq) < scan:
+                break
+            tail.append(ready.pop())
+            behind -= 1
+        if not tail:
+            return 0
+        tail.reverse()
+        out: list[Any] = []
+        run: _ColdRun | None = ready[-1] if ready and ready[-1].__class__ is _ColdRun else None
+        paged = 0
+        pending = -1  # seq of the first item that may become pageable later
+        for item in tail:
+            if item.__class__ is _ColdRun:
+                run = item
+                out.append(item)
+                continue
+            message_id = item.message_id
+            if (
+                not message_id
+                or message_id > committed
+                or (unsafe is not None and unsafe(message_id))
+            ):
+                if message_id > committed and pending < 0:
+                    pending = item.seq
+                run = None
+                out.append(item)
+                continue
+            if run is not None and run.seq0 + len(run.ids) == item.seq:
+                run.ids.append(message_id)
+                run.counts.append(item.delivery_count)
+            else:
+                run = _ColdRun(
+                    array(_ID_TYPECODE, (message_id,)),
+                    array(_COUNT_TYPECODE, (item.delivery_count,)),
+                    item.seq,
+                )
+                out.append(run)
+                self._runs += 1
+            paged += 1
+        self._cold += paged
+        ready.extend(out)
+        self._scan_seq = pending if pending >= 0 else self._next_seq
+        return paged
 
     def _thaw_all(self) -> list[QueueEntry]:
         """Read back every cold run (before the queue leaves the plain path).

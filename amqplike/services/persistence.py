@@ -74,6 +74,8 @@ STORE_CLOSED: Final = "the broker is shutting down"
 
 #: How often the free disk space is checked, in seconds.
 DISK_CHECK_SECONDS: Final = 1.0
+#: How often committed messages deep in durable queues are paged out, in seconds.
+PAGE_OUT_SECONDS: Final = 1.0
 #: RabbitMQ's default ``disk_free_limit``: 50 MB.
 DEFAULT_DISK_FREE_LIMIT_BYTES: Final = 50_000_000
 
@@ -88,6 +90,15 @@ class Notifier(Protocol):
 
     def flush_if_idle(self) -> None:
         """Write pending output unless a batch is still running; never raises."""
+
+
+class _Committed:
+    """A barrier token: every message id up to ``message_id`` was written, or failed."""
+
+    __slots__ = ("message_id",)
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
 
 
 def _binding_record(vhost: str, binding: Binding) -> BindingRecord:
@@ -129,6 +140,13 @@ class StoreAdapter:
         #: Why publishers are blocked now (a store alarm, the disk-free limit), in order.
         self._blocked: dict[str, None] = {}
         self._delayed_queues: set[str] = set()
+        #: The last message id appended, and the largest id known to be committed:
+        #: ids up to it can be read back, so their bodies may leave memory.
+        self._last_id = 0
+        self.committed = 0
+        self._mark: _Committed | None = None
+        #: Id ranges ``(low, high]`` that may have been in a failed batch: never paged out.
+        self._unsafe: list[tuple[int, int]] = []
 
     def attach(self, store: Store) -> None:
         """Use ``store`` (built with this adapter as its listener) once it is loaded."""
@@ -151,6 +169,11 @@ class StoreAdapter:
     def accepting(self) -> bool:
         """False while publishes that need the store are refused (blocked, failed, closed)."""
         return self._open and not self._blocked and not self._failed
+
+    @property
+    def accepting_writes(self) -> bool:
+        """True while the store is open and has not failed (it may be blocked)."""
+        return self._open and not self._failed
 
     @property
     def blocked_reason(self) -> str | None:
@@ -230,7 +253,7 @@ class StoreAdapter:
         store = self.store
         if not self._open or store is None:
             return 0
-        return store.append(
+        self._last_id = message_id = store.append(
             vhost,
             queues,
             message.exchange,
@@ -239,6 +262,7 @@ class StoreAdapter:
             message.body,
             token,
         )
+        return message_id
 
     def remove(self, vhost: str, queue: str, message_id: int) -> None:
         """Queue the removal of a stored entry."""
@@ -289,7 +313,7 @@ class StoreAdapter:
         properties = message.properties
         headers = dict(properties.headers or {})
         headers[DUE_HEADER] = due
-        return store.append(
+        self._last_id = message_id = store.append(
             vhost,
             (DELAYED_QUEUE,),
             exchange,
@@ -298,24 +322,65 @@ class StoreAdapter:
             message.body,
             token,
         )
+        return message_id
 
     def undelay(self, vhost: str, message_id: int) -> None:
         """Forget a stored delayed message (released or dropped)."""
         self.remove(vhost, DELAYED_QUEUE, message_id)
 
+    # -- what is committed (for paging out) -------------------------------------------
+
+    def mark(self) -> None:
+        """Ask the store to report when everything appended so far is written.
+
+        One barrier at a time; its report moves :attr:`committed` forward.
+        """
+        store = self.store
+        if (
+            store is None
+            or not self._open
+            or self._failed
+            or self._mark is not None
+            or self._last_id <= self.committed
+        ):
+            return
+        self._mark = _Committed(self._last_id)
+        store.barrier(self._mark)
+
+    @property
+    def unsafe(self) -> Callable[[int], bool] | None:
+        """A test for ids that may have been in a failed batch, None when there are none."""
+        ranges = self._unsafe
+        if not ranges:
+            return None
+        return lambda message_id: any(low < message_id <= high for low, high in ranges)
+
     # -- StoreListener ---------------------------------------------------------------------
 
     def batch_committed(self, tokens: Sequence[object]) -> None:
         """A batch is on disk: ack the publishes it held."""
+        mark = self._mark
+        if mark is not None and mark in tokens:
+            self._mark = None
+            self.committed = max(self.committed, mark.message_id)
         self._in_batch(settle_stored, tokens, True)
 
     def batch_failed(self, tokens: Sequence[object], error: StoreWriteError) -> None:
-        """A batch was not written: nack its publishes."""
+        """A batch was not written: nack its publishes.
+
+        Every id appended since the last known commit may have been in it:
+        those are never paged out (their bodies could not be read back).
+        """
         self.log.warn(
             "Store write failed; nacking {count} publishes: {error}",
             count=len(tokens),
             error=str(error),
         )
+        if self._last_id > self.committed:
+            self._unsafe.append((self.committed, self._last_id))
+        mark = self._mark
+        if mark is not None and mark in tokens:
+            self._mark = None
         self._in_batch(settle_stored, tokens, False)
 
     def state_changed(self, state: StoreState, error: StoreWriteError | None) -> None:
@@ -388,6 +453,7 @@ class PersistenceService(Service):
         disk_usage: Callable[[str], Any] = shutil.disk_usage,
         skip_corrupt: bool = False,
         describe: str = "the store",
+        page_out_seconds: float = PAGE_OUT_SECONDS,
     ) -> None:
         self._broker = broker
         self._open_store = open_store
@@ -400,6 +466,8 @@ class PersistenceService(Service):
         self.adapter = StoreAdapter(notifier, on_fatal, skip_corrupt=skip_corrupt)
         self.loaded: LoadedState | None = None
         self._disk_check: LoopingCall | None = None
+        self._pager: LoopingCall | None = None
+        self._page_out_seconds = page_out_seconds
 
     # -- the service's life -----------------------------------------------------------
 
@@ -420,13 +488,21 @@ class PersistenceService(Service):
             check.start(self._disk_check_seconds, now=True).addErrback(
                 lambda f: self.log.failure("The free disk check stopped", f)
             )
+        if self._page_out_seconds > 0:
+            pager = self._pager = LoopingCall(self.page_out)
+            pager.clock = self._clock
+            pager.start(self._page_out_seconds, now=False).addErrback(
+                lambda f: self.log.failure("Paging out stopped", f)
+            )
 
     def stopService(self) -> None:
-        """Stop the disk check and close the store (commits what is queued; clean flag)."""
+        """Stop the timers and close the store (commits what is queued; clean flag)."""
         super().stopService()
-        check, self._disk_check = self._disk_check, None
-        if check is not None and check.running:
-            check.stop()
+        for name in ("_disk_check", "_pager"):
+            call: LoopingCall | None = getattr(self, name)
+            setattr(self, name, None)
+            if call is not None and call.running:
+                call.stop()
         self.adapter.close()
         self.log.info("Closed {store}", store=self._describe)
 
@@ -454,6 +530,8 @@ class PersistenceService(Service):
             self.log.error("Refusing to start: {error}", error=str(e))
             raise SystemExit(EXIT_STORE_UNUSABLE) from e
         adapter.attach(store)
+        # Deadlines of what is rebuilt (x-expires, TTLs, delayed messages) count from now.
+        self._broker.advance(self._clock.seconds())
         for warning in loaded.warnings:
             self.log.warn("Store recovery: {warning}", warning=warning)
         queues, delayed = self._rebuild(loaded)
@@ -567,6 +645,23 @@ class PersistenceService(Service):
                 )
                 count += 1
         return count
+
+    # -- paging out ----------------------------------------------------------------------
+
+    def page_out(self) -> int:
+        """Page out what is committed deep in durable queues, then mark what is appended.
+
+        Runs on a timer: bodies of messages appended before the previous run
+        and reported committed since leave memory (see :meth:`Queue.page_out`);
+        never raises.  Return how many were paged out.
+        """
+        paged = 0
+        with self.log.failuresHandled("Paging out failed"):
+            adapter = self.adapter
+            if adapter.committed and adapter.accepting_writes:
+                paged = self._broker.page_out(adapter.committed, adapter.unsafe)
+            adapter.mark()
+        return paged
 
     # -- the free-disk alarm ----------------------------------------------------------------
 

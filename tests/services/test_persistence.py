@@ -664,3 +664,107 @@ def test_stopped_service_closes_the_store_cleanly(h: Harness) -> None:
     assert sink.confirms == [(1, False)]
     with pytest.raises(ChannelError):
         ch.queue_declare("q", durable=False)
+
+
+# -- paging out live messages --------------------------------------------------------------
+
+
+def test_committed_messages_deep_in_a_queue_leave_memory(h: Harness) -> None:
+    """Bodies of committed messages more than PAGE_KEEP_HOT behind the head are paged out
+    (after a barrier reports them committed) and read back in order when consumed."""
+    from amqplike.core.queues import PAGE_KEEP_HOT
+
+    ch, _ = h.channel()
+    ch.queue_declare("q", durable=True)
+    total = PAGE_KEEP_HOT + 2500
+    for i in range(total):
+        publish(ch, "q", b"%d" % i)
+    queue = h.broker.vhosts["/"].queues["q"]
+    assert h.service.page_out() == 0  # nothing known committed yet: only a barrier is sent
+    h.commit()
+    assert h.service.page_out() == 2500
+    assert queue.cold_count == 2500 and queue.message_count == total
+    publish(ch, "q", b"transient", TRANSIENT)  # not stored: stays in memory
+    publish(ch, "q", b"last")
+    h.commit()
+    h.service.page_out()
+    h.commit()
+    assert h.service.page_out() == 0  # the transient message breaks the run; "last" is alone
+    got = [b for b, _ in drain(ch, "q")]
+    assert got == [b"%d" % i for i in range(total)] + [b"transient", b"last"]
+    assert h.store.reads == [1000, 1000, 500]
+
+
+def test_messages_of_a_failed_batch_are_never_paged_out(h: Harness) -> None:
+    """Publishes of a batch that failed (disk full) are not on disk: they stay in memory."""
+    from amqplike.core.queues import PAGE_KEEP_HOT
+
+    ch, _ = h.channel()
+    ch.queue_declare("q", durable=True)
+    total = PAGE_KEEP_HOT + 1500
+    for i in range(total):
+        publish(ch, "q", b"%d" % i)
+    h.service.page_out()
+    h.store.fail_next_commits(DISK_FULL)
+    h.commit()
+    h.commit()  # the store retries what it kept (not the publishes) and unblocks
+    h.service.page_out()
+    h.commit()
+    assert h.service.page_out() == 0
+    assert [b for b, _ in drain(ch, "q")] == [b"%d" % i for i in range(total)]
+    assert h.store.reads == []
+
+
+def test_paging_out_looks_only_at_what_is_new(h: Harness) -> None:
+    """Transient messages behind the hot head are looked at once, not on every run."""
+    from amqplike.core.queues import PAGE_KEEP_HOT
+
+    ch, _ = h.channel()
+    ch.queue_declare("q", durable=True)
+    for i in range(PAGE_KEEP_HOT + 2000):
+        publish(ch, "q", b"%d" % i, TRANSIENT)
+    queue = h.broker.vhosts["/"].queues["q"]
+    publish(ch, "q", b"stored")
+    h.service.page_out()
+    h.commit()
+    scanned = queue._scan_seq
+    assert h.service.page_out() == 1  # the stored one; the transient ones stay
+    assert queue._scan_seq > scanned
+    popped = []
+    real_pop = queue._ready.pop
+
+    def pop() -> object:
+        popped.append(1)
+        return real_pop()
+
+    ready = queue._ready
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return pop if name == "pop" else getattr(ready, name)
+
+        def __len__(self) -> int:
+            return len(ready)
+
+        def __getitem__(self, index: int) -> object:
+            return ready[index]
+
+    queue._ready = Spy()  # type: ignore[assignment]
+    try:
+        assert h.service.page_out() == 0
+    finally:
+        queue._ready = ready
+    assert popped == []
+
+
+def test_recovered_deadlines_count_from_the_start_up_time(h: Harness) -> None:
+    """An x-expires queue recovered at time T expires at T + expires, not at once."""
+    ch, _ = h.channel()
+    ch.queue_declare("idle", durable=True, arguments={"x-expires": 10_000})
+    h.clock.advance(1000)
+    h.restart()
+    assert h.broker.now == 1000
+    h.broker.expire(1005)
+    assert "idle" in h.broker.vhosts["/"].queues
+    h.broker.expire(1010)
+    assert "idle" not in h.broker.vhosts["/"].queues
