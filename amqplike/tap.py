@@ -15,6 +15,7 @@ be opened (damaged, locked by another broker, not ours).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -56,6 +57,13 @@ _log = Logger()
 #: GIL with the reactor and hands it over several times per commit; Python's default
 #: (5 ms) makes each hand-off wait up to that long.  0.5 ms: +10-15 % confirmed publishes.
 SWITCH_INTERVAL_SECONDS: Final = 0.0005
+
+#: Allocations between young-generation collections.  Every message allocates a few
+#: short-lived objects; at Python's default (700) the collector runs every couple of
+#: hundred messages and rescans the survivors.  With this threshold, and the recovered
+#: state frozen out of the collector once the reactor runs, publishing costs 10-17 %
+#: less broker CPU (amqplike-bench publish, 100 B: 8.2-8.9 -> 6.6-7.4 us/msg).
+GC_GEN0_THRESHOLD: Final = 100_000
 
 #: Where the broker listens when no ``--listen`` is given: loopback only.
 DEFAULT_LISTEN: Final = "tcp:5680:interface=127.0.0.1"
@@ -348,6 +356,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         reactor = global_reactor
         process = _ProcessExit(reactor)
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+        gc.set_threshold(GC_GEN0_THRESHOLD, 50, 1000)
+        # By the time the reactor runs, the store has been loaded (privilegedStartService):
+        # what exists now lives long, so the collector need not walk it again.
+        reactor.callWhenRunning(gc.freeze)
         reactor.callWhenRunning(process.install_signal_handlers)
     data_dir = options["data-dir"]
     Path(data_dir).mkdir(parents=True, exist_ok=True)
