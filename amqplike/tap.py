@@ -37,6 +37,7 @@ from amqplike.services import DeadlineService
 from amqplike.services._faults import FAULTS_VARIABLE, faulty_connect, parse_faults
 from amqplike.services.persistence import (
     DEFAULT_DISK_FREE_LIMIT_BYTES,
+    DEFAULT_FLOW_HIGH_BYTES,
     EXIT_STORE_FAILED,
     EXIT_STORE_UNUSABLE,
     PersistenceService,
@@ -194,6 +195,14 @@ class Options(usage.Options):
             " has less free space than this (0 disables); e.g. 50MB, 1GiB.",
             _size,
         ],
+        [
+            "publisher-flow-limit",
+            None,
+            DEFAULT_FLOW_HIGH_BYTES,
+            "Stop reading from publishing connections while more than this much published"
+            " data waits for the disk (resume below half of it; 0 disables); e.g. 64MiB.",
+            _size,
+        ],
     ]
 
     optFlags = [
@@ -224,6 +233,7 @@ class Options(usage.Options):
         _check_range("channel-max", self["channel-max"], 1, _LARGEST_SHORT)
         _check_range("max-body-bytes", self["max-body-bytes"], 0, 2**63 - 1)
         _check_range("consumer-timeout", self["consumer-timeout"], 0, 2**63 - 1)
+        _check_range("publisher-flow-limit", self["publisher-flow-limit"], 0, 2**63 - 1)
         if not self["data-dir"]:
             raise usage.UsageError("--data-dir must not be empty")
         try:
@@ -375,6 +385,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         data_dir=data_dir,
         disk_free_limit=options["disk-free-limit"],
         describe=os.path.join(data_dir, "amqplike.sqlite3"),
+        flow_high_bytes=options["publisher-flow-limit"],
+        flow_low_bytes=options["publisher-flow-limit"] // 2,
     )
     store.setName("store")
     store.setServiceParent(root)

@@ -196,6 +196,12 @@ class AMQPServerProtocol(Protocol):
     Also the transport's streaming producer: when the transport's write
     buffer fills (a slow consumer), Twisted calls :meth:`pauseProducing` and
     deliveries to this connection's channels stop until :meth:`resumeProducing`.
+
+    The other direction is publisher flow control (docs/durability.md,
+    "Publisher flow control"): once a connection has published, the factory
+    may stop *reading* from it (:meth:`set_reading_paused`, which calls the
+    transport's own ``pauseProducing``) while the store's backlog is above
+    its high watermark.
     """
 
     log = Logger()
@@ -240,6 +246,10 @@ class AMQPServerProtocol(Protocol):
         self.wants_blocked = False
         #: ``connection.blocked`` was sent and not yet followed by ``unblocked``.
         self._told_blocked = False
+        #: This connection has published (it is subject to publisher flow control).
+        self.publisher = False
+        #: We stopped reading from the transport (publisher flow control).
+        self.reading_paused = False
 
     # -- connection events ---------------------------------------------------
 
@@ -331,6 +341,38 @@ class AMQPServerProtocol(Protocol):
 
     def stopProducing(self) -> None:
         """The connection is going away; :meth:`connectionLost` cleans up."""
+
+    # -- publisher flow control (reading, not writing) -------------------------
+
+    def set_reading_paused(self, paused: bool) -> None:
+        """Stop or resume reading from the socket (publisher flow control); never raises.
+
+        Unlike :meth:`pauseProducing` (the transport telling us to stop
+        *writing*), this pauses the transport as a producer of input: the
+        kernel's receive buffer fills and TCP pushes back on the client.
+        Ignored once the connection is lost.
+        """
+        if paused == self.reading_paused or self._lost:
+            return
+        self.reading_paused = paused
+        transport = self.transport
+        if transport is None:
+            return
+        if not paused:
+            # Silence while we did not read is not the peer's fault (heartbeats).
+            self._last_read = self._clock.seconds()
+        try:
+            producer = cast(IPushProducer, transport)
+            if paused:
+                producer.pauseProducing()
+            else:
+                producer.resumeProducing()
+        except Exception:
+            self.log.failure("Pausing reads from {peer} failed", peer=self.peer)
+
+    def _become_publisher(self) -> None:
+        self.publisher = True
+        self._factory.publisher_added(self)
 
     # -- output ----------------------------------------------------------------
 
@@ -646,6 +688,8 @@ class AMQPServerProtocol(Protocol):
             return
         self._state = _CLOSING
         self._close_reason = f"closed by server: {reply_text}"
+        # Read again so that close-ok can arrive (later publishes are discarded).
+        self.set_reading_paused(False)
         self._cancel_timers()
         # Confirms already earned are still worth sending before the close.
         for channel in self._channels.values():
@@ -728,6 +772,9 @@ class AMQPServerProtocol(Protocol):
             return
         now = self._now
         interval = self.heartbeat
+        if self.reading_paused:
+            # We are not listening (publisher flow control): the peer is not silent.
+            self._last_read = now
         if now - self._last_read >= 2 * interval:
             self.log.warn(
                 "Missed heartbeats from {peer}: silent for {seconds:.1f} s; dropping",
@@ -1042,6 +1089,8 @@ class AMQPServerProtocol(Protocol):
         if m.immediate:
             raise HardError(NOT_IMPLEMENTED, "immediate=true")
         core = _core(channel)
+        if not self.publisher:
+            self._become_publisher()
         channel.count_publish()
         try:
             core.basic_publish(
@@ -1192,6 +1241,10 @@ class BrokerFactory(Factory):
         self.batch_depth = 0
         #: Why publishers are blocked (disk alarm), None when they are not.
         self.blocked_reason: str | None = None
+        #: Reading from publishing connections is paused (the store's backlog is high).
+        self.flow_paused = False
+        #: Live connections that have published: the ones flow control pauses.
+        self.publishers: set[AMQPServerProtocol] = set()
         self._dirty: dict[AMQPServerProtocol, None] = {}
         self._flush_call: IDelayedCall | None = None
 
@@ -1215,6 +1268,30 @@ class BrokerFactory(Factory):
             self.batch_depth -= 1
             self.flush_if_idle()
 
+    def set_flow_paused(self, paused: bool) -> None:
+        """Stop (True) or resume (False) reading from every connection that has published.
+
+        Called by the store adapter when the store's backlog crosses its
+        high or low watermark; connections that never published (consumers)
+        keep being read, so they can ack and drain.
+        """
+        if paused == self.flow_paused:
+            return
+        self.flow_paused = paused
+        self.log.debug(
+            "Publisher flow control: {action} reading from {count} publishing connections",
+            action="pausing" if paused else "resuming",
+            count=len(self.publishers),
+        )
+        for protocol in list(self.publishers):
+            protocol.set_reading_paused(paused)
+
+    def publisher_added(self, protocol: AMQPServerProtocol) -> None:
+        """``protocol`` published for the first time: pause it now if flow control is on."""
+        self.publishers.add(protocol)
+        if self.flow_paused:
+            protocol.set_reading_paused(True)
+
     def connection_made(self, protocol: AMQPServerProtocol) -> None:
         """Track a live connection."""
         self.connections.add(protocol)
@@ -1222,6 +1299,7 @@ class BrokerFactory(Factory):
     def connection_lost(self, protocol: AMQPServerProtocol) -> None:
         """Forget a connection that went away."""
         self.connections.discard(protocol)
+        self.publishers.discard(protocol)
         self._dirty.pop(protocol, None)
 
     def mark_dirty(self, protocol: AMQPServerProtocol) -> None:
