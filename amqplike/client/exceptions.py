@@ -49,8 +49,8 @@ class ConnectionWrongStateError(AMQPConnectionError):
     """The operation needs an open connection (it is closing or closed)."""
 
 
-class ConnectionClosed(AMQPConnectionError):
-    """The connection was closed; ``reply_code``/``reply_text`` say why."""
+class _CloseReason(Exception):
+    """Mixin for a close carrying AMQP's ``reply_code`` and ``reply_text`` as its args."""
 
     def __init__(self, reply_code: int, reply_text: str) -> None:
         super().__init__(int(reply_code), str(reply_text))
@@ -60,15 +60,19 @@ class ConnectionClosed(AMQPConnectionError):
 
     @property
     def reply_code(self) -> int:
-        """The AMQP reply code (200 for a normal close)."""
+        """The AMQP reply code: 200 for a normal close, 404 for an unknown queue ..."""
         code: int = self.args[0]
         return code
 
     @property
     def reply_text(self) -> str:
-        """The close reason, e.g. ``"CONNECTION_FORCED - broker shutdown"``."""
+        """The reason, e.g. ``"NOT_FOUND - no queue 'q' in vhost '/'"``."""
         text: str = self.args[1]
         return text
+
+
+class ConnectionClosed(_CloseReason, AMQPConnectionError):
+    """The connection was closed; ``reply_code``/``reply_text`` say why."""
 
 
 class ConnectionClosedByBroker(ConnectionClosed):
@@ -99,26 +103,8 @@ class ChannelWrongStateError(AMQPChannelError):
     """The operation needs an open channel (it is closing or closed)."""
 
 
-class ChannelClosed(AMQPChannelError):
+class ChannelClosed(_CloseReason, AMQPChannelError):
     """The channel was closed; ``reply_code``/``reply_text`` say why."""
-
-    def __init__(self, reply_code: int, reply_text: str) -> None:
-        super().__init__(int(reply_code), str(reply_text))
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}: ({self.reply_code}) {self.reply_text!r}"
-
-    @property
-    def reply_code(self) -> int:
-        """The AMQP reply code, e.g. 404 for an unknown queue."""
-        code: int = self.args[0]
-        return code
-
-    @property
-    def reply_text(self) -> str:
-        """The close reason, e.g. ``"NOT_FOUND - no queue 'q' in vhost '/'"``."""
-        text: str = self.args[1]
-        return text
 
 
 class ChannelClosedByBroker(ChannelClosed):
