@@ -28,7 +28,7 @@ from attrs import define, evolve, field
 from amqplike.core.arguments import parse_consumer_timeout, parse_expiration
 from amqplike.core.message import DropReason, GetResult, Message
 from amqplike.core.persistence import ConfirmToken
-from amqplike.core.queues import Consumer, Queue, QueueEntry
+from amqplike.core.queues import Consumer, Queue, QueueEntry, stored_expiries
 from amqplike.core.schedule import Schedule
 from amqplike.core.vhost import DIRECT_REPLY_TO, REPLY_TO_PREFIX, message_delay_ms, server_name
 from amqplike.errors import (
@@ -746,7 +746,8 @@ class Channel:
         seq = 0
         if self.confirm_mode:
             self._publish_seq = seq = self._publish_seq + 1
-        names = [q.name for q in queues if q.durable and q.exclusive_owner is None]
+        stored = [q for q in queues if q.durable and q.exclusive_owner is None]
+        names = [q.name for q in stored]
         if names and not persistence.accepting:
             if seq:
                 self.sink.confirmed(seq, False, False)
@@ -754,7 +755,9 @@ class Channel:
         message_id = 0
         if names:
             token = ConfirmToken(self, seq) if seq else None
-            message_id = persistence.append(vhost.name, names, message, token)
+            message_id = persistence.append(
+                vhost.name, names, message, token, stored_expiries(stored, now, ttl)
+            )
         accepted = True
         for q in queues:
             stored_id = message_id if q.durable and q.exclusive_owner is None else 0

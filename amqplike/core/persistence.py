@@ -72,12 +72,21 @@ class Persistence(Protocol):
         """Such a binding was removed."""
 
     def append(
-        self, vhost: str, queues: Sequence[str], message: Message, token: object
+        self,
+        vhost: str,
+        queues: Sequence[str],
+        message: Message,
+        token: object,
+        expires: Sequence[float | None] | None = None,
     ) -> int:
         """Store a persistent message for durable ``queues``; return its id (> 0).
 
         ``token`` (None, or a publish's confirm identity) comes back through
         :func:`settle_stored` once the message is on disk or failed.
+        ``expires`` is None when no entry expires, else one item per queue:
+        the absolute expiry time of its entry (the broker's clock at publish
+        plus the effective TTL), or None; recovery gives it back, so a TTL
+        does not restart with the broker.
         """
         ...
 
@@ -133,7 +142,12 @@ class NoPersistence:
         """Nothing to do."""
 
     def append(
-        self, vhost: str, queues: Sequence[str], message: Message, token: object
+        self,
+        vhost: str,
+        queues: Sequence[str],
+        message: Message,
+        token: object,
+        expires: Sequence[float | None] | None = None,
     ) -> int:
         """Not stored: 0."""
         return 0

@@ -426,18 +426,30 @@ class Queue:
 
     # -- stored messages: recovery and cold runs ---------------------------------------
 
-    def recover(self, message_ids: Sequence[int], delivery_counts: Sequence[int]) -> None:
+    def recover(
+        self,
+        message_ids: Sequence[int],
+        delivery_counts: Sequence[int],
+        expires: Sequence[float] | None = None,
+    ) -> None:
         """Append messages recovered from the store, oldest first, with their delivery counts.
 
-        A plain queue keeps them as one cold run (ids and counts only; bodies
-        are read back as consumers reach them).  A policy queue needs every
-        message's properties (TTL, priority, sizes), so it reads them back
-        now, in batches of :data:`THAW_BATCH`; messages with a TTL get a new
-        deadline counted from now (the store keeps no publish time).
+        ``expires`` (None when no entry has a deadline) holds each entry's
+        stored absolute expiry time, NaN for none: the original deadline is
+        kept, and one already past is due at once (the caller runs the
+        schedule after recovery, which dead-letters it ``expired``).  A
+        plain queue without deadlines keeps its messages as one cold run
+        (ids and counts only; bodies are read back as consumers reach them).
+        A policy queue (or one with deadlines, which takes the policy paths)
+        needs every message's properties (TTL, priority, sizes), so it reads
+        them back now, in batches of :data:`THAW_BATCH`.  A TTL whose
+        deadline was not stored (a store of format 1) counts from now.
         """
         n = len(message_ids)
         if not n:
             return
+        if expires is not None and self._plain:
+            self._to_policy_mode()
         if self._plain:
             run = _ColdRun(
                 message_ids if isinstance(message_ids, array) else array(_ID_TYPECODE, message_ids),
@@ -458,11 +470,16 @@ class Queue:
         for start in range(0, n, THAW_BATCH):
             ids = message_ids[start : start + THAW_BATCH]
             counts = delivery_counts[start : start + THAW_BATCH]
+            deadlines: Sequence[float | None] = (
+                [None if e != e else e for e in expires[start : start + THAW_BATCH]]
+                if expires is not None
+                else [None] * len(ids)
+            )
             messages = persistence.read(ids)
-            for message_id, count in zip(ids, counts):
+            for message_id, count, deadline in zip(ids, counts, deadlines):
                 message = messages.get(message_id)
                 if message is None or not self._enqueue_policy(
-                    message, now, _message_ttl(message), message_id, count
+                    message, now, _message_ttl(message), message_id, count, deadline
                 ):
                     persistence.remove(self.vhost, self.name, message_id)
 
@@ -809,7 +826,14 @@ class Queue:
         ttl: int | None,
         message_id: int = 0,
         delivery_count: int = 0,
+        expires_at: float | None = None,
     ) -> bool:
+        """Enqueue on the policy paths; ``expires_at`` is a recovered entry's stored deadline.
+
+        A stored deadline replaces the one the TTL would give (counted from
+        the original publish, not from now) and is pushed on the schedule
+        even when past, so the next run of it expires the entry.
+        """
         schedule = self.schedule
         schedule.advance(now)
         if self._plain:
@@ -833,7 +857,12 @@ class Queue:
         self._push_ready(entry, requeued=False)
         self._count += 1
         self._bytes += size
-        if ttl == 0:
+        if expires_at is not None:
+            entry.expires_at = expires_at
+            schedule.push(expires_at, _EntryExpiry(self, entry))
+            if self._waiting:
+                self._dispatch_policy()
+        elif ttl == 0:
             # TTL 0: delivered now if a consumer can take it, else expired at once
             # (RabbitMQ).  If it comes back later it is expired by then.
             if self._waiting:
@@ -1021,6 +1050,28 @@ class Queue:
                 self.host.delete_queue(self)
             return
         self._arm_expiry()
+
+
+def entry_deadline(queue: Queue, now: float, ttl: int | None) -> float | None:
+    """The absolute expiry time of a message published at ``now`` into ``queue``.
+
+    ``ttl`` is the message's own ``expiration`` (ms); the queue's
+    ``x-message-ttl`` applies when shorter, as on enqueue.  None without a TTL.
+    """
+    policy = queue.policy
+    if policy is not None and policy.message_ttl is not None and (
+        ttl is None or policy.message_ttl < ttl
+    ):
+        ttl = policy.message_ttl
+    return None if ttl is None else now + ttl / 1000
+
+
+def stored_expiries(
+    queues: Sequence[Queue], now: float, ttl: int | None
+) -> list[float | None] | None:
+    """Each stored queue's entry deadline for :meth:`Persistence.append`; None if none has one."""
+    deadlines = [entry_deadline(q, now, ttl) for q in queues]
+    return deadlines if any(d is not None for d in deadlines) else None
 
 
 def _message_ttl(message: Message) -> int | None:

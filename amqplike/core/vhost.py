@@ -33,7 +33,7 @@ from amqplike.core.deadletter import dead_letter_message, is_cycle
 from amqplike.core.exchanges import Binding, Exchange
 from amqplike.core.message import DropReason, Message
 from amqplike.core.persistence import NO_PERSISTENCE, Persistence
-from amqplike.core.queues import Queue
+from amqplike.core.queues import Queue, stored_expiries
 from amqplike.core.routing import ROUTER_TYPES, freeze_arguments
 from amqplike.core.schedule import Schedule
 from amqplike.errors import (
@@ -653,9 +653,15 @@ class VirtualHost:
         message_id = 0
         persistence = self.persistence
         if message.properties.delivery_mode == 2 and persistence.enabled:
-            names = [q.name for q in queues if q.stored]
-            if names:
-                message_id = persistence.append(self.name, names, message, None)
+            stored = [q for q in queues if q.stored]
+            if stored:
+                message_id = persistence.append(
+                    self.name,
+                    [q.name for q in stored],
+                    message,
+                    None,
+                    stored_expiries(stored, now, ttl),
+                )
         for queue in queues:
             stored_id = message_id if queue.stored else 0
             if not queue.enqueue(message, now, ttl, stored_id) and stored_id:

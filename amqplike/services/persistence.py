@@ -327,7 +327,14 @@ class StoreAdapter:
 
     # -- Persistence: messages -------------------------------------------------------
 
-    def append(self, vhost: str, queues: Sequence[str], message: Message, token: object) -> int:
+    def append(
+        self,
+        vhost: str,
+        queues: Sequence[str],
+        message: Message,
+        token: object,
+        expires: Sequence[float | None] | None = None,
+    ) -> int:
         """Queue the write of a persistent message; its token comes back with the batch."""
         store = self.store
         if not self._open or store is None:
@@ -340,6 +347,7 @@ class StoreAdapter:
             message.properties,
             message.body,
             token,
+            expires,
         )
         self.appended_bytes += len(message.body) + FLOW_OVERHEAD_BYTES
         if self.appended_bytes >= self._next_flow_mark:
@@ -629,7 +637,8 @@ class PersistenceService(Service):
             self.log.error("Refusing to start: {error}", error=str(e))
             raise SystemExit(EXIT_STORE_UNUSABLE) from e
         adapter.attach(store)
-        # Deadlines of what is rebuilt (x-expires, TTLs, delayed messages) count from now.
+        # Deadlines of what is rebuilt (x-expires, delayed messages; TTLs without a
+        # stored deadline) count from now; stored message deadlines are kept.
         self._broker.advance(self._clock.seconds())
         for warning in loaded.warnings:
             self.log.warn("Store recovery: {warning}", warning=warning)
@@ -710,7 +719,11 @@ class PersistenceService(Service):
                 # docs/durability.md, "Crash windows": after a crash every recovered
                 # message may have been delivered in the lost last batch.
                 counts = array(DELIVERY_COUNT_TYPECODE, [c or 1 for c in counts])
-            queue.recover(index.message_ids, counts)
+            queue.recover(index.message_ids, counts, index.expires)
+        # Stored deadlines already past (the broker was down when they fell due)
+        # expire now, dead-lettered "expired" as the sweeper would: after every
+        # queue is rebuilt, so the dead-letter queues hold their older messages first.
+        broker.expire(self._clock.seconds())
         return queues, delayed
 
     def _recover_delayed(self, vhost_name: str, index: QueueIndex) -> int:

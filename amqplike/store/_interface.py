@@ -119,8 +119,14 @@ class Store(Protocol):
         properties: BasicProperties,
         body: bytes,
         token: object = None,
+        expires: Sequence[float | None] | None = None,
     ) -> int:
         """Queue the publish of one message to durable ``queues``; return its id.
+
+        ``expires`` is None (no entry expires) or holds, for each of
+        ``queues``, the absolute expiry time of the message's entry there
+        (seconds since the epoch) or None; it comes back in
+        :attr:`QueueIndex.expires`.
 
         Ids grow with every call, so within a queue ascending id is FIFO
         order.  ``token`` (if not None) comes back through

@@ -22,7 +22,9 @@ from amqplike.store._codec import encode_table
 from amqplike.store._interface import StoreListener
 from amqplike.store._records import (
     DELIVERY_COUNT_TYPECODE,
+    EXPIRY_TYPECODE,
     MESSAGE_ID_TYPECODE,
+    NO_EXPIRY,
     BindingRecord,
     ExchangeRecord,
     LoadedState,
@@ -55,6 +57,8 @@ class MemoryDisk:
     messages: dict[int, list[Any]] = field(factory=dict)
     #: queue -> {message id: delivery count}, in id order
     entries: dict[QueueKey, dict[int, int]] = field(factory=dict)
+    #: queue -> {message id: absolute expiry time}, for entries that have one
+    expires: dict[QueueKey, dict[int, float]] = field(factory=dict)
     clean: bool = True
     #: True while a store has it open (a second open is refused, as a lock file would).
     in_use: bool = False
@@ -117,9 +121,13 @@ class MemoryStore:
         for key in disk.queues:
             entries = disk.entries.get(key, {})
             ids = sorted(entries)
+            expires = {i: e for i, e in disk.expires.get(key, {}).items() if i in entries}
             messages[key] = QueueIndex(
                 array(MESSAGE_ID_TYPECODE, ids),
                 array(DELIVERY_COUNT_TYPECODE, (entries[i] for i in ids)),
+                array(EXPIRY_TYPECODE, (expires.get(i, NO_EXPIRY) for i in ids))
+                if expires
+                else None,
             )
             count += len(ids)
         self._next_id = max(disk.messages, default=0) + 1
@@ -173,13 +181,15 @@ class MemoryStore:
         properties: BasicProperties,
         body: bytes,
         token: object = None,
+        expires: Sequence[float | None] | None = None,
     ) -> int:
-        """Queue a publish; return its id."""
+        """Queue a publish (``expires``: each queue's entry's expiry time); return its id."""
         message_id = self._next_id
         self._next_id += 1
         self._queue(
             "append", vhost, tuple(queues),
-            StoredMessage(message_id, exchange, routing_key, properties, body), token,
+            StoredMessage(message_id, exchange, routing_key, properties, body),
+            None if expires is None else tuple(expires), token,
         )
         return message_id
 
@@ -288,6 +298,7 @@ class MemoryStore:
         disk = self.disk
         key = (vhost, name)
         disk.queues.pop(key, None)
+        disk.expires.pop(key, None)
         for message_id in disk.entries.pop(key, {}):
             self._unref(message_id)
         for bkey, b in list(disk.bindings.items()):
@@ -301,7 +312,12 @@ class MemoryStore:
         self.disk.bindings.pop(_binding_key(record), None)
 
     def _apply_append(
-        self, vhost: str, queues: tuple[str, ...], message: StoredMessage, _token: object
+        self,
+        vhost: str,
+        queues: tuple[str, ...],
+        message: StoredMessage,
+        expires: tuple[float | None, ...] | None,
+        _token: object,
     ) -> None:
         disk = self.disk
         targets = {q for q in queues if (vhost, q) in disk.queues}
@@ -310,10 +326,15 @@ class MemoryStore:
         disk.messages[message.message_id] = [len(targets), message]
         for q in targets:
             disk.entries[(vhost, q)][message.message_id] = 0
+        if expires is not None:
+            for q, expiry in zip(queues, expires):
+                if expiry is not None and q in targets:
+                    disk.expires.setdefault((vhost, q), {})[message.message_id] = expiry
 
     def _apply_remove(self, vhost: str, queue: str, message_id: int) -> None:
         entries = self.disk.entries.get((vhost, queue))
         if entries is not None and entries.pop(message_id, None) is not None:
+            self.disk.expires.get((vhost, queue), {}).pop(message_id, None)
             self._unref(message_id)
 
     def _apply_delivered(self, vhost: str, queue: str, message_id: int, count: int) -> None:

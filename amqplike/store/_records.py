@@ -21,6 +21,10 @@ from amqplike.properties import BasicProperties
 MESSAGE_ID_TYPECODE = "q"
 #: Typecode of the per-queue delivery count arrays (unsigned 32-bit).
 DELIVERY_COUNT_TYPECODE = "L"
+#: Typecode of the per-queue expiry arrays (double: seconds since the epoch).
+EXPIRY_TYPECODE = "d"
+#: The value of an expiry array's slot for a message without a deadline (NaN).
+NO_EXPIRY = float("nan")
 
 DestinationKind = Literal["queue", "exchange"]
 
@@ -87,13 +91,32 @@ class QueueIndex:
     grow with publish order, so ascending id is the queue's FIFO order,
     requeued messages included.  About 12 bytes per message instead of a
     Python object per message.
+
+    ``expires`` is None when no message of the queue has a deadline; else
+    ``expires[i]`` is message ``i``'s absolute expiry time (seconds since the
+    epoch, the broker's clock at publish plus its TTL), :data:`NO_EXPIRY`
+    (NaN) for a message without one.
     """
 
-    __slots__ = ("delivery_counts", "message_ids")
+    __slots__ = ("delivery_counts", "expires", "message_ids")
 
-    def __init__(self, message_ids: array[int], delivery_counts: array[int]) -> None:
+    def __init__(
+        self,
+        message_ids: array[int],
+        delivery_counts: array[int],
+        expires: array[float] | None = None,
+    ) -> None:
         self.message_ids = message_ids
         self.delivery_counts = delivery_counts
+        self.expires = expires
+
+    def expiry(self, i: int) -> float | None:
+        """Message ``i``'s absolute expiry time, None without one."""
+        expires = self.expires
+        if expires is None:
+            return None
+        value = expires[i]
+        return None if value != value else value
 
     @classmethod
     def empty(cls) -> QueueIndex:
@@ -113,6 +136,8 @@ class QueueIndex:
         return (
             self.message_ids == other.message_ids
             and self.delivery_counts == other.delivery_counts
+            and [self.expiry(i) for i in range(len(self))]
+            == [other.expiry(i) for i in range(len(other))]
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -82,9 +82,15 @@ def _scan_rowid(
 
 def _scan_entries(src: sqlite3.Connection, lost: list[str]) -> Iterator[list[Any]]:
     """Yield chunks of ``entries`` rows, skipping unreadable key ranges (as above)."""
+    try:
+        columns = {row[1] for row in src.execute("PRAGMA table_info(entries)")}
+    except sqlite3.DatabaseError:
+        columns = set()
+    # Format 1 had no expiry column: its entries have none.
+    expires = "expires" if "expires" in columns else "NULL"
     query = (
-        "SELECT queue, message, deliveries FROM entries WHERE (queue, message) > (?, ?)"
-        " ORDER BY queue, message LIMIT ?"
+        f"SELECT queue, message, deliveries, {expires} FROM entries"
+        " WHERE (queue, message) > (?, ?) ORDER BY queue, message LIMIT ?"
     )
     queue, message = _MIN_KEY, _MIN_KEY
     while True:
@@ -162,7 +168,7 @@ def salvage(path: str, connect: Connect, page_size: int = 8192) -> list[str]:
             finally:
                 src.close()
         dst.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
         )
         dst.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', 0)")
         _make_consistent(dst, notes)
@@ -191,7 +197,9 @@ def _copy(src: sqlite3.Connection, dst: sqlite3.Connection, lost: list[str]) -> 
             copied += len(rows)
     for rows in _scan_entries(src, lost):
         dst.executemany(
-            "INSERT OR IGNORE INTO entries (queue, message, deliveries) VALUES (?, ?, ?)", rows
+            "INSERT OR IGNORE INTO entries (queue, message, deliveries, expires)"
+            " VALUES (?, ?, ?, ?)",
+            rows,
         )
         copied += len(rows)
     return copied

@@ -1,4 +1,4 @@
-"""The SQLite schema of the embedded store (format version 1).
+"""The SQLite schema of the embedded store (format version 2).
 
 One file (``amqplike.sqlite3`` in the data directory) plus SQLite's ``-wal``
 and ``-shm`` files while it is open.  Every table but ``entries`` is a rowid
@@ -13,9 +13,13 @@ table, so that salvage can walk each of them by rowid ranges.
   (CRC-32 of what a delivery shows), exchange, routing key, properties
   (CBOR array or NULL) and body, last so that reading the small columns does
   not touch a long body's overflow pages.
-- ``entries(queue, message, deliveries)``: a message in a queue, clustered
-  by ``(queue, message)`` (``WITHOUT ROWID``), so that start-up reads each
-  queue's index in FIFO order without touching a body.
+- ``entries(queue, message, deliveries, expires)``: a message in a queue,
+  clustered by ``(queue, message)`` (``WITHOUT ROWID``), so that start-up
+  reads each queue's index in FIFO order without touching a body.
+  ``expires`` is the entry's absolute expiry time (seconds since the epoch:
+  the broker's clock at publish plus the message's or the queue's TTL), NULL
+  without one.  Format 1 had no such column: :data:`MIGRATE_1_TO_2` adds it
+  (NULL: no expiry) when such a store is opened.
 - The ``entry_removed`` trigger keeps ``refs`` and deletes a message with
   its last entry, whatever removed the entry (ack, purge, queue deletion).
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: ``PRAGMA application_id``: "AMQL", so a stray SQLite file is not taken for a store.
 APPLICATION_ID: Final = 0x414D514C
 
@@ -75,6 +79,7 @@ CREATE TABLE entries (
     queue INTEGER NOT NULL,
     message INTEGER NOT NULL,
     deliveries INTEGER NOT NULL,
+    expires REAL,
     PRIMARY KEY (queue, message)
 ) WITHOUT ROWID;
 CREATE TRIGGER entry_removed AFTER DELETE ON entries BEGIN
@@ -99,6 +104,10 @@ INSERT_MESSAGE: Final = (
     "INSERT INTO messages (id, refs, crc, exchange, routing_key, properties, body)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_ENTRY: Final = "INSERT INTO entries (queue, message, deliveries) VALUES (?, ?, ?)"
+INSERT_ENTRY: Final = (
+    "INSERT INTO entries (queue, message, deliveries, expires) VALUES (?, ?, ?, ?)"
+)
+#: Format 1 -> 2: entries get their absolute expiry time (NULL: none, as before).
+MIGRATE_1_TO_2: Final = "ALTER TABLE entries ADD COLUMN expires REAL"
 UPDATE_ENTRY: Final = "UPDATE entries SET deliveries = ? WHERE queue = ? AND message = ?"
 DELETE_ENTRY: Final = "DELETE FROM entries WHERE queue = ? AND message = ?"

@@ -43,7 +43,9 @@ from amqplike.store._interface import StoreListener
 from amqplike.store._pages import find_damaged_pages
 from amqplike.store._records import (
     DELIVERY_COUNT_TYPECODE,
+    EXPIRY_TYPECODE,
     MESSAGE_ID_TYPECODE,
+    NO_EXPIRY,
     BindingRecord,
     ExchangeRecord,
     LoadedState,
@@ -65,6 +67,7 @@ from amqplike.store._schema import (
     DELETE_ENTRY,
     INSERT_ENTRY,
     INSERT_MESSAGE,
+    MIGRATE_1_TO_2,
     SCHEMA,
     SCHEMA_VERSION,
     UPDATE_ENTRY,
@@ -386,12 +389,29 @@ class SQLiteStore:
         if app != APPLICATION_ID:
             raise StoreError(f"{self.path} is not an amqplike store (application_id {app:#x})")
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema") == 1:
+            self._migrate_1_to_2(conn)
+            meta["schema"] = 2
         if meta.get("schema") != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store format {meta.get('schema')!r}; "
                 f"this version reads format {SCHEMA_VERSION}"
             )
         return bool(meta.get("clean"))
+
+    @staticmethod
+    def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+        """Format 1 -> 2: add ``entries.expires`` (NULL: no expiry, as format 1 meant)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+            if "expires" not in columns:
+                conn.execute(MIGRATE_1_TO_2)
+            conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema'")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _read_state(
         self, conn: sqlite3.Connection, clean: bool, warnings: list[str]
@@ -423,15 +443,21 @@ class SQLiteStore:
         for qid, key in by_id.items():
             ids = array(MESSAGE_ID_TYPECODE)
             counts = array(DELIVERY_COUNT_TYPECODE)
+            expires: array[float] | None = None
             add_id = ids.append
             add_count = counts.append
-            for message_id, deliveries in conn.execute(
-                "SELECT message, deliveries FROM entries WHERE queue = ? ORDER BY message",
+            for message_id, deliveries, expiry in conn.execute(
+                "SELECT message, deliveries, expires FROM entries WHERE queue = ?"
+                " ORDER BY message",
                 (qid,),
             ):
+                if expiry is not None and expires is None:
+                    expires = array(EXPIRY_TYPECODE, [NO_EXPIRY]) * len(ids)
+                if expires is not None:
+                    expires.append(NO_EXPIRY if expiry is None else float(expiry))
                 add_id(message_id)
                 add_count(deliveries)
-            messages[key] = QueueIndex(ids, counts)
+            messages[key] = QueueIndex(ids, counts, expires)
             count += len(ids)
         (entry_total,) = conn.execute("SELECT count(*) FROM entries").fetchone()
         orphans = entry_total - count
@@ -491,12 +517,14 @@ class SQLiteStore:
         properties: BasicProperties,
         body: bytes,
         token: object = None,
+        expires: Sequence[float | None] | None = None,
     ) -> int:
         """Queue the publish of one message to ``queues`` of ``vhost``; return its id.
 
         ``token`` comes back through the listener once the batch holding the
-        message committed (or failed).  Encoding and checksumming happen in
-        the writer thread, not here.
+        message committed (or failed).  ``expires`` (None, or one item per
+        queue) holds each entry's absolute expiry time.  Encoding and
+        checksumming happen in the writer thread, not here.
         """
         if not self._open:
             self._check_open()
@@ -504,7 +532,7 @@ class SQLiteStore:
         self._next_id = message_id + 1
         self._put(
             (_PUBLISH, message_id, vhost, tuple(queues), exchange, routing_key, properties,
-             body, token)
+             body, token, expires)
         )
         return message_id
 
@@ -858,7 +886,7 @@ class _Run:
     removed in the same run it was published in is never written.
     """
 
-    __slots__ = ("entries", "messages", "qids", "removes", "updates")
+    __slots__ = ("entries", "expires", "messages", "qids", "removes", "updates")
 
     def __init__(self, qids: dict[QueueKey, int]) -> None:
         self.qids = qids
@@ -866,21 +894,26 @@ class _Run:
         self.messages: dict[int, list[Any]] = {}
         #: (queue id, message id) -> delivery count, for entries new in this run
         self.entries: dict[tuple[int, int], int] = {}
+        #: (queue id, message id) -> absolute expiry time, for new entries that have one
+        self.expires: dict[tuple[int, int], float] = {}
         self.updates: dict[tuple[int, int], int] = {}
         self.removes: dict[tuple[int, int], None] = {}
 
     def publish(self, op: Op) -> None:
-        _, message_id, vhost, queues, exchange, routing_key, properties, body, _token = op
+        (_, message_id, vhost, queues, exchange, routing_key, properties, body, _token,
+         expires) = op
         qids = self.qids
         entries = self.entries
         refs = 0
-        for name in queues:
+        for i, name in enumerate(queues):
             qid = qids.get((vhost, name))
             if qid is not None:
                 key = (qid, message_id)
                 if key not in entries:
                     entries[key] = 0
                     refs += 1
+                    if expires is not None and expires[i] is not None:
+                        self.expires[key] = expires[i]
         if refs:
             self.messages[message_id] = [refs, exchange, routing_key, properties, body]
 
@@ -892,6 +925,7 @@ class _Run:
         key = (qid, message_id)
         if key in self.entries:
             del self.entries[key]
+            self.expires.pop(key, None)
             record = self.messages[message_id]
             record[0] -= 1
             if not record[0]:
@@ -921,10 +955,13 @@ class _Run:
             conn.executemany(INSERT_MESSAGE, _message_rows(self.messages, encode))
             self.messages = {}
         if self.entries:
+            expires = self.expires
             conn.executemany(
-                INSERT_ENTRY, [(q, m, d) for (q, m), d in self.entries.items()]
+                INSERT_ENTRY,
+                [(q, m, d, expires.get((q, m))) for (q, m), d in self.entries.items()],
             )
             self.entries = {}
+            self.expires = {}
         if self.updates:
             conn.executemany(
                 UPDATE_ENTRY, [(d, q, m) for (q, m), d in self.updates.items()]

@@ -88,3 +88,45 @@ def test_dead_lettered_persistent_message_survives_kill_9(tmp_path: Path) -> Non
         assert [body for body, _ in dead] == [b"poison"]
         (death,) = dead[0][1].headers["x-death"]
         assert (death["reason"], death["queue"], death["count"]) == ("rejected", "work", 1)
+
+
+def test_ttl_counts_from_the_publish_across_a_restart(tmp_path: Path) -> None:
+    """A persistent message's TTL does not restart with the broker: one whose deadline
+    passed while it was down is dead-lettered "expired" at start, once; a long one survives."""
+    data_dir = tmp_path / "data"
+    work_args = {"x-dead-letter-exchange": "dlx", "x-message-ttl": 1500}
+    with running_broker(data_dir) as broker:
+        channel = BlockingConnection(broker.url).channel()
+        channel.exchange_declare("dlx", exchange_type="fanout", durable=True)
+        channel.queue_declare("dead", durable=True)
+        channel.queue_bind("dead", "dlx")
+        channel.queue_declare("work", durable=True, arguments=work_args)
+        channel.queue_declare("own", durable=True, arguments=DLQ_ARGS)
+        channel.queue_declare("long", durable=True)
+        channel.confirm_delivery()
+        published = time.monotonic()
+        for i in range(3):
+            channel.basic_publish("", "work", b"queue-ttl-%d" % i, properties=PERSISTENT)
+        channel.basic_publish(
+            "", "own", b"own-ttl",
+            properties=BasicProperties(delivery_mode=2, expiration="1500"),
+        )
+        channel.basic_publish(
+            "", "long", b"long-ttl",
+            properties=BasicProperties(delivery_mode=2, expiration="600000"),
+        )
+    # The block's exit stopped the broker with SIGTERM (a clean shut-down).
+    time.sleep(max(0.0, published + 2.0 - time.monotonic()))
+    with running_broker(data_dir) as broker:
+        channel = BlockingConnection(broker.url).channel()
+        assert _get_all(channel, "work") == []
+        assert _get_all(channel, "own") == []
+        dead = _get_all(channel, "dead")
+        assert sorted(body for body, _ in dead) == [
+            b"own-ttl", b"queue-ttl-0", b"queue-ttl-1", b"queue-ttl-2",
+        ]
+        for body, props in dead:
+            (death,) = props.headers["x-death"]
+            assert death["reason"] == "expired", body
+            assert death["queue"] == ("own" if body == b"own-ttl" else "work")
+        assert [body for body, _ in _get_all(channel, "long")] == [b"long-ttl"]

@@ -768,3 +768,51 @@ def test_recovered_deadlines_count_from_the_start_up_time(h: Harness) -> None:
     assert "idle" in h.broker.vhosts["/"].queues
     h.broker.expire(1010)
     assert "idle" not in h.broker.vhosts["/"].queues
+
+
+# -- TTL deadlines across restarts ---------------------------------------------------------
+
+
+def test_stored_ttl_deadlines_survive_a_restart(h: Harness) -> None:
+    """A TTL counts from the original publish, not from recovery: messages whose
+    deadline passed while the broker was down are dead-lettered "expired" at start
+    (once each), the others keep their original deadline."""
+    ch, _ = h.channel()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare(
+        "work", durable=True,
+        arguments={"x-dead-letter-exchange": "dlx", "x-message-ttl": 1500},
+    )
+    ch.queue_declare("own", durable=True, arguments={"x-dead-letter-exchange": "dlx"})
+    ch.queue_declare("long", durable=True)
+    ch.basic_publish("", "work", PERSISTENT, b"w1", now=100.0)
+    ch.basic_publish(
+        "", "own", BasicProperties(delivery_mode=2, expiration="1000"), b"o1", now=100.0
+    )
+    ch.basic_publish(
+        "", "long", BasicProperties(delivery_mode=2, expiration="60000"), b"l1", now=100.0
+    )
+    h.commit()
+    h.clock.advance(102.0)
+    h.restart()
+    ch, _ = h.channel()
+    assert drain(ch, "work") == [] and drain(ch, "own") == []
+    dead = []
+    while (result := ch.basic_get("dead", no_ack=True)) is not None:
+        dead.append(result.message)
+    assert sorted(m.body for m in dead) == [b"o1", b"w1"]
+    for m in dead:
+        headers = m.properties.headers or {}
+        (death,) = headers["x-death"]
+        assert death["reason"] == "expired"
+    # The long TTL keeps its original deadline (publish at 100 s + 60 s), not 102 + 60.
+    (entry,) = h.broker.vhosts["/"].queues["long"]._ready_entries()
+    assert entry.expires_at == 160.0
+    h.restart()  # a second restart does not restart it either
+    (entry,) = h.broker.vhosts["/"].queues["long"]._ready_entries()
+    assert entry.expires_at == 160.0
+    h.broker.expire(160.0)
+    ch, _ = h.channel()
+    assert drain(ch, "long") == []

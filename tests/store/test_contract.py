@@ -472,3 +472,23 @@ def test_io_error_is_fatal(backend: Backend) -> None:
     assert recorder.failed == [2, 3, "after"]
     _, _, loaded = restart(backend, store)
     assert kept in ids(loaded, "q")
+
+
+# -- entry deadlines ----------------------------------------------------------------
+
+
+def test_entry_expiry_times_round_trip(backend: Backend) -> None:
+    """Each entry's absolute expiry time comes back per queue; None where it has none."""
+    store, recorder = with_queues(backend, "a", "b", "plain")
+    m1 = store.append("/", ("a", "b"), "", "rk", PERSISTENT, b"1", expires=(1000.5, None))
+    m2 = store.append("/", ("a",), "", "rk", PERSISTENT, b"2")
+    m3 = store.append("/", ("b",), "", "rk", PERSISTENT, b"3", expires=(2000.25,))
+    store.append("/", ("plain",), "", "rk", PERSISTENT, b"4")
+    backend.settle(store, recorder)
+    _, _, loaded = restart(backend, store)
+    a, b = loaded.messages[("/", "a")], loaded.messages[("/", "b")]
+    assert list(a.message_ids) == [m1, m2]
+    assert [a.expiry(i) for i in range(len(a))] == [1000.5, None]
+    assert list(b.message_ids) == [m1, m3]
+    assert [b.expiry(i) for i in range(len(b))] == [None, 2000.25]
+    assert loaded.messages[("/", "plain")].expires is None

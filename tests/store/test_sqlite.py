@@ -380,3 +380,32 @@ def test_faulty_connection_counts_commits(tmp_path: Path) -> None:
     conn.execute("COMMIT")
     conn.close()
     assert conn.commits == 1
+
+
+# -- format versions -----------------------------------------------------------------
+
+
+def test_a_format_1_store_is_migrated_and_its_entries_do_not_expire(tmp_path: Path) -> None:
+    """A store written by format 1 (no entries.expires) loads: the column is added, NULL."""
+    path = str(tmp_path / "old.sqlite3")
+    store, _ = load_copy(path)
+    store.put_queue(QueueRecord("/", "q"))
+    message_id = store.append("/", ("q",), "", "rk", PERSISTENT, b"old")
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE entries DROP COLUMN expires")
+    conn.execute("UPDATE meta SET value = 1 WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    store, loaded = load_copy(path)
+    index = loaded.messages[("/", "q")]
+    assert list(index.message_ids) == [message_id] and index.expires is None
+    store.append("/", ("q",), "", "rk", PERSISTENT, b"new", expires=(123.5,))
+    store.close()
+    store, loaded = load_copy(path)
+    index = loaded.messages[("/", "q")]
+    assert [index.expiry(i) for i in range(len(index))] == [None, 123.5]
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == 2
+    conn.close()
