@@ -56,17 +56,33 @@ class FrameDecoder:
     so AMQP requires closing the connection.
     """
 
-    __slots__ = ("_buffer", "frame_max")
+    __slots__ = ("_chunks", "_frame", "_have", "_head", "frame_max")
 
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX_BYTES) -> None:
         #: The largest whole frame accepted, in bytes; raise it after ``tune``.
         self.frame_max = frame_max
-        self._buffer = b""
+        # An incomplete frame is held in one of two ways, so that a large frame
+        # arriving in several reads is copied once, not once per read:
+        # ``_head`` holds the first bytes (< 7) of a frame whose header is not
+        # complete; once it is, ``_frame`` is ``(type, channel, size)`` and
+        # ``_chunks`` the ``_have`` bytes of payload (and end byte) seen so far.
+        self._head = b""
+        self._frame: tuple[int, int, int] | None = None
+        self._chunks: list[bytes | memoryview] = []
+        self._have = 0
 
     @property
     def buffered_bytes(self) -> int:
         """How many bytes of an incomplete frame are held."""
-        return len(self._buffer)
+        if self._frame is not None:
+            return FRAME_HEADER_BYTES + self._have
+        return len(self._head)
+
+    def _reset(self) -> None:
+        self._head = b""
+        self._frame = None
+        self._chunks = []
+        self._have = 0
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Add ``data`` and return every frame it completes, in order.
@@ -75,29 +91,57 @@ class FrameDecoder:
         above ``frame_max`` (checked as soon as the 7 header bytes are in) or a
         missing frame-end byte.
         """
-        buf = self._buffer + data if self._buffer else data
         frames: list[tuple[int, int, bytes]] = []
         pos = 0
+        if self._frame is not None:
+            frame_type, channel, size = self._frame
+            need = size + 1 - self._have
+            if len(data) < need:
+                self._chunks.append(data)
+                self._have += len(data)
+                return frames
+            if data[need - 1] != FRAME_END:
+                got = data[need - 1]
+                self._reset()
+                raise HardError(FRAME_ERROR, f"frame end byte missing (got 0x{got:02x})")
+            chunks = self._chunks
+            chunks.append(memoryview(data)[: need - 1])
+            frames.append((frame_type, channel, b"".join(chunks)))
+            self._reset()
+            buf = data
+            pos = need
+        elif self._head:
+            buf = self._head + data
+            self._head = b""
+        else:
+            buf = data
         end = len(buf)
         max_payload = self.frame_max - FRAME_OVERHEAD_BYTES
         while end - pos >= FRAME_HEADER_BYTES:
             frame_type, channel, size = _unpack_header_from(buf, pos)
             if frame_type not in FRAME_TYPES:
-                self._buffer = b""
+                self._reset()
                 raise HardError(FRAME_ERROR, f"unknown frame type {frame_type}")
             if size > max_payload:
-                self._buffer = b""
+                self._reset()
                 raise HardError(
                     FRAME_ERROR,
                     f"frame size {size + FRAME_OVERHEAD_BYTES} exceeds frame_max {self.frame_max}",
                 )
-            stop = pos + FRAME_HEADER_BYTES + size
+            start = pos + FRAME_HEADER_BYTES
+            stop = start + size
             if stop >= end:
-                break
+                # Incomplete: keep a view of its payload so far, not a copy.
+                self._frame = (frame_type, channel, size)
+                if start < end:
+                    self._chunks = [memoryview(buf)[start:end]]
+                    self._have = end - start
+                return frames
             if buf[stop] != FRAME_END:
-                self._buffer = b""
+                self._reset()
                 raise HardError(FRAME_ERROR, f"frame end byte missing (got 0x{buf[stop]:02x})")
-            frames.append((frame_type, channel, buf[pos + FRAME_HEADER_BYTES : stop]))
+            frames.append((frame_type, channel, buf[start:stop]))
             pos = stop + 1
-        self._buffer = buf[pos:] if pos < end else b""
+        if pos < end:
+            self._head = buf[pos:]
         return frames
