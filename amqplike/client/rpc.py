@@ -41,7 +41,7 @@ from attrs import evolve
 
 from amqplike.client.exceptions import AMQPChannelError, RpcTimeout
 from amqplike.client.sync import BlockingChannel, BlockingConnection
-from amqplike.properties import EMPTY_PROPERTIES, BasicProperties
+from amqplike.properties import BasicProperties
 from amqplike.wire import methods as m
 
 #: The pseudo-queue of RabbitMQ's direct reply-to.
@@ -181,9 +181,10 @@ class RpcClient:
         correlation_id = uuid.uuid4().hex
         call = PendingCall(self, correlation_id, timeout)
         self._pending[correlation_id] = call
-        props = evolve(
-            properties or EMPTY_PROPERTIES, correlation_id=correlation_id, reply_to=self.reply_to
-        )
+        if properties is None:
+            props = BasicProperties(correlation_id=correlation_id, reply_to=self.reply_to)
+        else:
+            props = evolve(properties, correlation_id=correlation_id, reply_to=self.reply_to)
         try:
             self.channel.basic_publish(exchange, routing_key, body, props)
         except BaseException:
