@@ -39,8 +39,13 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 ## amqplike side by side with RabbitMQ (installs Debian's rabbitmq-server if missing)
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench-stamp
+
+$(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(VENV)/bin/amqplike-bench --compare --json bench.json --plot bench.png $(ARGS)
 
 clean:
