@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     ITCPTransport,
+    IWriteDescriptor,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -229,6 +230,8 @@ class AMQPServerProtocol(Protocol):
         self._core: CoreConnection | None = None
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: The transport, when it can be asked to write at once (plain TCP, not TLS).
+        self._write_now: IWriteDescriptor | None = None
         self._confirm_channels: list[ServerChannel] = []
         self._now = 0.0
         self._last_read = 0.0
@@ -265,6 +268,8 @@ class AMQPServerProtocol(Protocol):
                 # Small frames (acks, confirms) must not wait for Nagle.
                 transport.setTcpNoDelay(True)
             cast(IConsumer, transport).registerProducer(self, True)
+            if IWriteDescriptor.providedBy(transport):
+                self._write_now = cast(IWriteDescriptor, transport)
             self._handshake_call = self._clock.callLater(
                 self._limits.handshake_timeout_seconds, self._handshake_timed_out
             )
@@ -431,6 +436,14 @@ class AMQPServerProtocol(Protocol):
         if transport is not None:
             self._last_write = self._now if now is None else now
             transport.writeSequence(out)
+            if self._write_now and self._state != _CLOSED:
+                # Twisted only queues the bytes and sends them on the reactor's
+                # next write-readiness pass: one more epoll round (and its
+                # dispatch) per reply, which is most of a small request's
+                # latency.  The socket is almost always writable, so send now;
+                # what the kernel does not take stays queued as before.  A
+                # lost connection is found by the reactor's own next pass.
+                self._write_now.doWrite()
         if self._buffer_paused:
             self._buffer_paused = False
             self._update_flow()

@@ -1,0 +1,116 @@
+"""When the server's output reaches the socket: at the end of the batch that made it.
+
+Twisted's TCP transport only queues written bytes and sends them on the
+reactor's next write-readiness pass.  The server asks a transport that can
+write at once (``IWriteDescriptor``, plain TCP) to do so at the end of each
+batch, which saves a reactor round per reply; these tests pin that down
+with a transport that sends nothing until ``doWrite`` is called.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IWriteDescriptor
+from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from amqplike.server import BrokerFactory
+from amqplike.wire.methods import (
+    BasicConsume,
+    BasicConsumeOk,
+    BasicDeliver,
+    ConnectionClose,
+    ConnectionCloseOk,
+    QueueDeclare,
+    QueueDeclareOk,
+)
+from tests.server._client import TestClient
+
+
+@implementer(IWriteDescriptor)
+class SocketTransport(StringTransport):
+    """Holds written bytes back, as Twisted's TCP transport does, until ``doWrite``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[bytes] = []
+        self.events: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.queued.append(data)
+
+    def writeSequence(self, seq: object) -> None:
+        self.queued.extend(seq)  # type: ignore[arg-type]
+
+    def doWrite(self) -> None:
+        """Send what is queued (the reactor calls this when the socket is writable)."""
+        self.events.append("doWrite")
+        for data in self.queued:
+            super().write(data)
+        self.queued.clear()
+
+    def loseConnection(self) -> None:
+        self.events.append("loseConnection")
+        super().loseConnection()
+
+    def fileno(self) -> int:
+        return -1
+
+    def logPrefix(self) -> str:
+        return "test"
+
+    def connectionLost(self, reason: object) -> None:
+        pass
+
+
+def socket_client(factory: BrokerFactory) -> tuple[TestClient, SocketTransport]:
+    """A handshaken client with channel 1 open, over a :class:`SocketTransport`."""
+    client = TestClient(factory)
+    transport = SocketTransport()
+    transport.peerAddr = client.transport.getPeer()
+    client.transport = transport
+    protocol = factory.buildProtocol(client.transport.getPeer())
+    client.protocol = protocol
+    protocol.makeConnection(transport)
+    client.handshake()
+    client.open_channel(1)
+    return client, transport
+
+
+def test_reply_is_sent_within_the_batch(factory: BrokerFactory) -> None:
+    """A method's reply is on the socket when ``dataReceived`` returns, not queued."""
+    client, transport = socket_client(factory)
+    client.send(1, QueueDeclare(queue="q"))
+    assert client.expect(QueueDeclareOk, 1).queue == "q"
+    assert transport.queued == []
+
+
+def test_delivery_to_another_connection_is_sent_within_the_batch(
+    factory: BrokerFactory,
+) -> None:
+    """A publish on one connection puts the delivery on the consumer's socket at once."""
+    consumer, consumer_transport = socket_client(factory)
+    consumer.send(1, QueueDeclare(queue="q"))
+    consumer.expect(QueueDeclareOk, 1)
+    consumer.send(1, BasicConsume(queue="q", consumer_tag="c", no_ack=True))
+    consumer.expect(BasicConsumeOk, 1)
+    publisher, _ = socket_client(factory)
+    publisher.publish(1, b"hello", routing_key="q")
+    command = consumer.received()[0]
+    assert isinstance(command.method, BasicDeliver)
+    assert command.body == b"hello"
+    assert consumer_transport.queued == []
+
+
+def test_closing_leaves_the_last_write_to_the_reactor(factory: BrokerFactory) -> None:
+    """Once the server drops the connection it writes through the reactor only.
+
+    ``doWrite`` after ``loseConnection`` would send the last bytes and
+    return the "close now" result to us instead of the reactor, leaving
+    the socket open.
+    """
+    client, transport = socket_client(factory)
+    client.send(0, ConnectionClose(200, "bye", 0, 0))
+    assert transport.events[-1] == "loseConnection"
+    assert transport.queued, "close-ok waits for the reactor's write pass"
+    transport.doWrite()
+    assert client.expect(ConnectionCloseOk, 0)
