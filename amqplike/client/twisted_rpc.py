@@ -10,7 +10,6 @@ bytes; requests are handled concurrently, up to the channel's prefetch.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +20,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from amqplike.client.exceptions import ChannelClosedByBroker, RpcTimeout
-from amqplike.client.rpc import DEFAULT_TIMEOUT_SECONDS, DIRECT_REPLY_TO, ReplyQueue
+from amqplike.client.rpc import (
+    DEFAULT_TIMEOUT_SECONDS,
+    DIRECT_REPLY_TO,
+    ReplyQueue,
+    correlation_ids,
+)
 from amqplike.client.twisted import ReceivedMessage, TwistedChannel, TwistedConnection
-from amqplike.properties import EMPTY_PROPERTIES, BasicProperties
+from amqplike.properties import BasicProperties
 
 Handler = Callable[[bytes, BasicProperties], "bytes | str | Deferred[bytes]"]
 
@@ -69,6 +73,7 @@ class TwistedRpcClient:
         self.reply_to = ""
         self._clock = channel.connection._clock
         self._calls: dict[str, _Call] = {}
+        self._ids = correlation_ids()
         self._ready = False
         self._starting = False
         self._setup_waiters: list[Deferred[None]] = []
@@ -148,11 +153,12 @@ class TwistedRpcClient:
             return self.setup().addCallback(
                 lambda _: self.call(routing_key, body, exchange, timeout, properties)
             )
-        correlation_id = uuid.uuid4().hex
+        correlation_id = next(self._ids)
         result: Deferred[bytes] = Deferred()
-        props = evolve(
-            properties or EMPTY_PROPERTIES, correlation_id=correlation_id, reply_to=self.reply_to
-        )
+        if properties is None:
+            props = BasicProperties(correlation_id=correlation_id, reply_to=self.reply_to)
+        else:
+            props = evolve(properties, correlation_id=correlation_id, reply_to=self.reply_to)
         timer = (
             self._clock.callLater(timeout, self._timed_out, correlation_id, timeout)
             if timeout is not None

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from amqplike.client.exceptions import RpcTimeout
-from amqplike.client.rpc import RpcClient, RpcServer
+from amqplike.client.rpc import RpcClient, RpcServer, correlation_ids
 from amqplike.client.sync import BlockingConnection
 from amqplike.properties import BasicProperties
 
@@ -133,6 +133,15 @@ def test_request_properties_reach_the_handler(broker_url: str, connection: Block
         assert props.content_type == "text/plain"
         # With direct reply-to the broker rewrites reply_to to a per-channel name.
         assert props.reply_to is not None and props.reply_to.startswith(rpc.reply_to)
-        assert props.correlation_id is not None and len(props.correlation_id) == 32
+        assert props.correlation_id
     finally:
         server.stop()
+
+
+def test_correlation_ids_are_unique_within_and_across_clients() -> None:
+    """Every id differs from the others of its client and from another client's ids."""
+    first, second = correlation_ids(), correlation_ids()
+    ids = [next(first) for _ in range(10_000)] + [next(second) for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    # Short strings: correlation_id is an AMQP shortstr (at most 255 bytes).
+    assert max(len(i) for i in ids) < 40
