@@ -18,6 +18,32 @@ from typing import Final
 _TABLE_TYPES: Final = {5: "interior", 13: "leaf"}
 _INDEX_TYPES: Final = {2: "interior", 10: "leaf"}
 _DB_HEADER_BYTES: Final = 100
+_MAGIC: Final = b"SQLite format 3\x00"
+
+
+def page_size_from_header(header: bytes) -> int | None:
+    """The page size a database header (its first 18 bytes or more) declares.
+
+    Bytes 16-17, big-endian; 1 stands for 65536, which does not fit in two
+    bytes.  None when the bytes are not a database header or the size is invalid.
+    """
+    if len(header) < 18 or header[:16] != _MAGIC:
+        return None
+    size = int.from_bytes(header[16:18], "big")
+    if size == 1:
+        size = 65536
+    if size < 512 or size & (size - 1):
+        return None
+    return size
+
+
+def file_page_size(path: str) -> int | None:
+    """The page size in the header of the database file at ``path``; None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return page_size_from_header(f.read(18))
+    except OSError:
+        return None
 
 
 def find_damaged_pages(path: str, limit: int = 20) -> list[tuple[int, str]]:
@@ -50,11 +76,11 @@ def _roots(path: str) -> list[tuple[str, int]] | None:
 
 
 def _walk(path: str, data: mmap.mmap, size: int, limit: int) -> list[tuple[int, str]]:
-    if data[:16] != b"SQLite format 3\x00":
+    if data[:16] != _MAGIC:
         return [(1, "not an SQLite database header")]
-    (page_size,) = struct.unpack(">H", data[16:18])
-    if page_size == 1:
-        page_size = 65536
+    page_size = page_size_from_header(data[:18])
+    if page_size is None:
+        return [(1, "invalid page size in the database header")]
     reserved = data[20]
     usable = page_size - reserved
     pages = size // page_size

@@ -16,7 +16,13 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
-from amqplike.store._schema import APPLICATION_ID, ROWID_TABLES, SCHEMA, SCHEMA_VERSION
+from amqplike.store._schema import (
+    APPLICATION_ID,
+    DEFAULT_PAGE_SIZE,
+    ROWID_TABLES,
+    SCHEMA,
+    SCHEMA_VERSION,
+)
 
 _CHUNK: Final = 256
 _MAX_KEY: Final = 2**63 - 1
@@ -25,17 +31,37 @@ _MIN_KEY: Final = -(2**63)
 Connect = Callable[..., sqlite3.Connection]
 
 
+def _reads(probe: Callable[[int], object], key: int) -> bool:
+    try:
+        probe(key)
+    except sqlite3.DatabaseError:
+        return False
+    return True
+
+
 def _skip_ahead(probe: Callable[[int], object], last: int) -> int | None:
-    """The smallest ``last + 2**k`` from which ``probe`` reads, or None past the key space."""
+    """A key past ``last`` from which ``probe`` reads again, or None past the key space.
+
+    Steps double until a read works, then a binary search between the last
+    failing and the first working key finds (about) the smallest working one,
+    so the overshoot does not cost rows: with 32 KiB pages one bad page holds
+    dozens of 1 KiB messages, and doubling alone skipped up to as many again.
+    """
     step = 1
     while last + step < _MAX_KEY:
-        try:
-            probe(last + step)
-        except sqlite3.DatabaseError:
-            step *= 2
-            continue
-        return last + step
-    return None
+        if _reads(probe, last + step):
+            break
+        step *= 2
+    else:
+        return None
+    bad, good = last + step // 2, last + step
+    while good - bad > 1:
+        middle = (bad + good) // 2
+        if _reads(probe, middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def _scan_rowid(
@@ -136,10 +162,11 @@ def _aside_name(path: str) -> str:
     return f"{path}.corrupt-{n}"
 
 
-def salvage(path: str, connect: Connect, page_size: int = 8192) -> list[str]:
+def salvage(path: str, connect: Connect, page_size: int = DEFAULT_PAGE_SIZE) -> list[str]:
     """Rebuild ``path`` from its readable rows; return notes for the log.
 
     The damaged file (with its ``-wal``) is renamed ``<path>.corrupt-N``.
+    ``page_size`` is the new file's (the store passes the damaged file's own).
     """
     notes: list[str] = []
     lost: list[str] = []

@@ -40,7 +40,7 @@ from amqplike.store._codec import (
     message_checksum,
 )
 from amqplike.store._interface import StoreListener
-from amqplike.store._pages import find_damaged_pages
+from amqplike.store._pages import file_page_size, find_damaged_pages
 from amqplike.store._records import (
     DELIVERY_COUNT_TYPECODE,
     EXPIRY_TYPECODE,
@@ -64,6 +64,7 @@ from amqplike.store._records import (
 from amqplike.store._salvage import salvage
 from amqplike.store._schema import (
     APPLICATION_ID,
+    DEFAULT_PAGE_SIZE,
     DELETE_ENTRY,
     INSERT_ENTRY,
     INSERT_MESSAGE,
@@ -71,6 +72,7 @@ from amqplike.store._schema import (
     SCHEMA,
     SCHEMA_VERSION,
     UPDATE_ENTRY,
+    WAL_CHECKPOINT_BYTES,
 )
 from amqplike.store._wal import discarded_tail, inspect_wal
 
@@ -81,8 +83,6 @@ DEFAULT_FILE_NAME: Final = "amqplike.sqlite3"
 MAX_BATCH_OPERATIONS: Final = 20_000
 #: How long a blocked (disk full) writer waits between attempts.
 BLOCKED_RETRY_SECONDS: Final = 1.0
-#: Page size of new store files: 1 KiB messages pack with less waste than in 4 KiB pages.
-DEFAULT_PAGE_SIZE: Final = 8192
 #: Ids per ``SELECT ... IN (...)`` when reading messages back.
 _READ_CHUNK: Final = 500
 
@@ -163,8 +163,9 @@ class SQLiteStore:
     refusing to start.  ``integrity_check`` is the check run by :meth:`load`:
     ``quick`` (``PRAGMA quick_check``, the default), ``full``
     (``integrity_check``, also checks indexes against tables) or ``none``.
-    ``page_size`` applies to a new file only.  ``connect`` builds connections (tests inject faults
-    through it) and is called like :func:`sqlite3.connect`.
+    ``page_size`` applies to a new file only (default :data:`DEFAULT_PAGE_SIZE`); an
+    existing file keeps the one it was created with.  ``connect`` builds connections
+    (tests inject faults through it) and is called like :func:`sqlite3.connect`.
     """
 
     def __init__(
@@ -336,7 +337,9 @@ class SQLiteStore:
             pages = sorted({page for page, _ in found})
             if found:
                 detail += "; " + "; ".join(f"page {page}: {what}" for page, what in found[:5])
-        offsets = tuple((p - 1) * self._page_size for p in pages)
+        # The file's own page size: an older store may not have the one asked for.
+        page_size = file_page_size(self.path) or self._page_size
+        offsets = tuple((p - 1) * page_size for p in pages)
         return StoreCorruptError(self.path, detail, pages=tuple(pages), offsets=offsets)
 
     def _open_and_read(self) -> LoadedState:
@@ -345,6 +348,11 @@ class SQLiteStore:
         try:
             conn = self._conn = self._new_connection()
             self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            # Checkpoint after a fixed number of WAL bytes, not pages, whatever the page size.
+            conn.execute(
+                "PRAGMA wal_autocheckpoint = "
+                f"{max(1, WAL_CHECKPOINT_BYTES // int(self._page_size))}"
+            )
             kept = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
         except sqlite3.DatabaseError as exc:
             raise self._corrupt(exc) from exc

@@ -22,6 +22,7 @@ from amqplike.client.exceptions import NackError
 from amqplike.client.sync import BlockingConnection
 from amqplike.services.persistence import EXIT_STORE_FAILED, EXIT_STORE_UNUSABLE
 from tests.e2e.broker import TWISTD, running_broker
+from tests.store.conftest import database_page_size
 
 PERSISTENT = BasicProperties(delivery_mode=2)
 
@@ -118,10 +119,11 @@ def test_damaged_store_refuses_to_start_unless_told_to_skip(tmp_path: Path) -> N
             channel.basic_publish("", "q", b"%04d" % i * 256, properties=PERSISTENT)
         assert broker.stop() == 0
     store = data / "amqplike.sqlite3"
-    page = store.stat().st_size // 8192 // 2  # a page in the middle: messages
+    page_size = database_page_size(store)
+    page = store.stat().st_size // page_size // 2  # a page in the middle: messages
     with store.open("r+b") as f:
-        f.seek(8192 * page)
-        f.write(os.urandom(8192))
+        f.seek(page_size * page)
+        f.write(os.urandom(page_size))
     result = subprocess.run(
         [TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "amqplike", "--listen",
          "tcp:0:interface=127.0.0.1", "--data-dir", str(data)],
@@ -131,7 +133,7 @@ def test_damaged_store_refuses_to_start_unless_told_to_skip(tmp_path: Path) -> N
     )
     assert result.returncode == EXIT_STORE_UNUSABLE, result.stdout + result.stderr
     assert "Refusing to start" in result.stdout and str(store) in result.stdout
-    assert f"page {page + 1} at byte {8192 * page}" in result.stdout
+    assert f"page {page + 1} at byte {page_size * page}" in result.stdout
     assert "starting on" not in result.stdout
     with running_broker(data, "--skip-corrupt") as broker:
         channel = BlockingConnection(broker.url).channel()

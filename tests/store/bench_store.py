@@ -32,6 +32,7 @@ from amqplike.store import (
     StoreState,
     StoreWriteError,
 )
+from amqplike.store._schema import DEFAULT_PAGE_SIZE
 
 
 class _Listener:
@@ -176,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("directory", nargs="?")
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--body", type=int, default=1024)
-    parser.add_argument("--page-size", type=int, default=8192)
+    parser.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE,
+                        help="page size of the new store file")
     parser.add_argument("--integrity-check", default="quick",
                         choices=["quick", "full", "none"])
     parser.add_argument("--sync-interval", type=float, default=None,

@@ -124,6 +124,15 @@ class Backend:
         raise NotImplementedError
 
 
+def database_page_size(path: str | Path) -> int:
+    """The page size in a database file's header: bytes 16-17, big-endian, 1 meaning 65536."""
+    with open(path, "rb") as f:
+        header = f.read(18)
+    assert header[:16] == b"SQLite format 3\x00", f"{path} is not an SQLite database"
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
 class SQLiteBackend(Backend):
     """The embedded SQLite store in a temporary directory."""
 

@@ -24,9 +24,22 @@ from amqplike.store import (
     StoreLockedError,
     StoreState,
 )
-from tests.store.conftest import WAIT_SECONDS, FaultyConnection, Recorder, SQLiteBackend
+from amqplike.store._schema import DEFAULT_PAGE_SIZE, WAL_CHECKPOINT_BYTES
+from tests.store.conftest import (
+    WAIT_SECONDS,
+    FaultyConnection,
+    Recorder,
+    SQLiteBackend,
+    database_page_size,
+)
 
 PERSISTENT = BasicProperties(delivery_mode=2)
+#: The page size of stores made before 32 KiB pages became the default.
+OLD_PAGE_SIZE = 8192
+#: Old and new page sizes, for the tests of what depends on the file's layout.
+PAGE_SIZES = pytest.mark.parametrize(
+    "page_size", [OLD_PAGE_SIZE, DEFAULT_PAGE_SIZE], ids=["8k-pages", "default-pages"]
+)
 
 
 def settle(store: SQLiteStore, recorder: Recorder) -> None:
@@ -65,6 +78,55 @@ def test_wal_mode_and_full_sync(sqlite_backend: SQLiteBackend) -> None:
     conn = sqlite_backend.writer_connection()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_new_store_gets_the_default_page_size(sqlite_backend: SQLiteBackend) -> None:
+    """A new file gets DEFAULT_PAGE_SIZE pages, and checkpoints after WAL_CHECKPOINT_BYTES."""
+    sqlite_backend.open()
+    assert database_page_size(sqlite_backend.path) == DEFAULT_PAGE_SIZE == 32768
+    conn = sqlite_backend.writer_connection()
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == DEFAULT_PAGE_SIZE
+    (pages,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+    assert pages * DEFAULT_PAGE_SIZE == WAL_CHECKPOINT_BYTES
+
+
+def test_old_8k_page_store_keeps_its_pages_and_works(sqlite_backend: SQLiteBackend) -> None:
+    """A store made with 8 KiB pages opens, reads and writes as before under the new
+    default, keeping its page size (and SQLite's 1000-page checkpoint interval)."""
+    store, recorder, _ = sqlite_backend.open(page_size=OLD_PAGE_SIZE)
+    store.put_queue(QueueRecord("/", "q"))
+    bodies = {store.append("/", ["q"], "", "q", PERSISTENT, os.urandom(n)): n
+              for n in (100, 1024, 65536)}
+    store.close()
+    assert database_page_size(sqlite_backend.path) == OLD_PAGE_SIZE
+    first = {}
+    store, recorder, loaded = sqlite_backend.open()  # the default page size
+    try:
+        conn = sqlite_backend.writer_connection()
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == OLD_PAGE_SIZE
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert list(loaded.messages[("/", "q")].message_ids) == list(bodies)
+        first = {i: m.body for i, m in store.read_messages(list(bodies)).items()}
+        assert {i: len(b) for i, b in first.items()} == bodies
+        added = [store.append("/", ["q"], "", "q", PERSISTENT, os.urandom(n))
+                 for n in (100, 1024, 65536)]
+        store.remove("/", "q", next(iter(bodies)))
+        settle(store, recorder)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    assert database_page_size(sqlite_backend.path) == OLD_PAGE_SIZE
+    store, _, loaded = sqlite_backend.open()
+    try:
+        ids = list(loaded.messages[("/", "q")].message_ids)
+        assert ids == list(bodies)[1:] + added
+        read = store.read_messages(ids)
+        assert all(read[i].body == first[i] for i in list(bodies)[1:])
+        assert [len(read[i].body) for i in added] == [100, 1024, 65536]
+    finally:
+        store.close()
+    with sqlite3.connect(sqlite_backend.path) as check:
+        assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    check.close()
 
 
 def test_group_commit_is_one_transaction_per_batch(sqlite_backend: SQLiteBackend) -> None:
@@ -191,10 +253,12 @@ def test_unclean_shutdown_is_reported(sqlite_backend: SQLiteBackend, tmp_path: P
     assert loaded.warnings == ()
 
 
-def _two_batches(backend: SQLiteBackend) -> tuple[list[int], list[int], list[int]]:
+def _two_batches(
+    backend: SQLiteBackend, page_size: int = DEFAULT_PAGE_SIZE
+) -> tuple[list[int], list[int], list[int]]:
     """Commit messages A, then B (several WAL frames); return A, B and the ids in the
     last transaction (the writer may have split B in two)."""
-    store, recorder, _ = backend.open()
+    store, recorder, _ = backend.open(page_size=page_size)
     store.put_queue(QueueRecord("/", "q"))
     a = [store.append("/", ["q"], "", "q", PERSISTENT, b"a" * 100) for _ in range(5)]
     settle(store, recorder)  # type: ignore[arg-type]
@@ -206,15 +270,20 @@ def _two_batches(backend: SQLiteBackend) -> tuple[list[int], list[int], list[int
     return a, b, last
 
 
+@PAGE_SIZES
 @pytest.mark.parametrize(
     "damage",
     ["cut-last-frame", "garbage-tail", "zeroed-tail", "uncommitted-frames"],
 )
-def test_torn_wal_tail(sqlite_backend: SQLiteBackend, tmp_path: Path, damage: str) -> None:
+def test_torn_wal_tail(
+    sqlite_backend: SQLiteBackend, tmp_path: Path, damage: str, page_size: int
+) -> None:
     """A torn, garbage, zeroed or uncommitted WAL tail is dropped with one warning; every
-    transaction committed before it loads."""
-    a, b, last = _two_batches(sqlite_backend)
+    transaction committed before it loads (old 8 KiB-page stores as well as new ones)."""
+    a, b, last = _two_batches(sqlite_backend, page_size)
     copy = crash_image(sqlite_backend.path, tmp_path / "crash")
+    page = database_page_size(copy)
+    assert page == page_size
     wal = copy + "-wal"
     size = os.path.getsize(wal)
     expected = a + b
@@ -227,10 +296,10 @@ def test_torn_wal_tail(sqlite_backend: SQLiteBackend, tmp_path: Path, damage: st
             f.write(os.urandom(5000))
         elif damage == "zeroed-tail":
             f.seek(size)
-            f.write(bytes(8192 + 24))
+            f.write(bytes(24 + page))
         else:
             # A frame of B written again without a commit: as a crash mid-transaction leaves.
-            frame = 24 + 8192
+            frame = 24 + page
             f.seek(size - frame)
             frame_bytes = f.read(frame)
             f.seek(size)
@@ -255,8 +324,10 @@ def test_intact_wal_gives_no_warning(sqlite_backend: SQLiteBackend, tmp_path: Pa
     assert loaded.warnings == ()
 
 
-def _store_with_marked_bodies(path: str, n: int = 300) -> None:
-    store = SQLiteStore(path, Recorder())
+def _store_with_marked_bodies(
+    path: str, n: int = 300, page_size: int = DEFAULT_PAGE_SIZE
+) -> None:
+    store = SQLiteStore(path, Recorder(), page_size=page_size)
     store.load()
     store.put_queue(QueueRecord("/", "q"))
     for i in range(n):
@@ -268,18 +339,19 @@ def _damage_page_of(path: str, marker: bytes) -> int:
     """Overwrite the b-tree header of the page holding ``marker``; return its number."""
     with open(path, "r+b") as f:
         data = f.read()
-        page_size = int.from_bytes(data[16:18], "big")
+        page_size = database_page_size(path)
         page = data.index(marker) // page_size + 1
         f.seek((page - 1) * page_size)
         f.write(b"\xff" * 16)
     return page
 
 
-def test_corrupt_page_is_reported_with_file_and_position(tmp_path: Path) -> None:
+@PAGE_SIZES
+def test_corrupt_page_is_reported_with_file_and_position(tmp_path: Path, page_size: int) -> None:
     """A damaged page in the middle of the file: StoreCorruptError naming the file, page
-    and byte offset; the broker refuses to start."""
+    and byte offset (at the file's own page size); the broker refuses to start."""
     path = str(tmp_path / "s.sqlite3")
-    _store_with_marked_bodies(path)
+    _store_with_marked_bodies(path, page_size=page_size)
     page = _damage_page_of(path, b"MARK00150")
     store = SQLiteStore(path, Recorder())
     with pytest.raises(StoreCorruptError) as info:
@@ -287,7 +359,7 @@ def test_corrupt_page_is_reported_with_file_and_position(tmp_path: Path) -> None
     error = info.value
     assert error.path == path
     assert page in error.pages
-    assert error.offsets[error.pages.index(page)] == (page - 1) * 8192
+    assert error.offsets[error.pages.index(page)] == (page - 1) * page_size
     assert path in str(error) and f"page {page}" in str(error)
     store.close()
     # Refusing changed nothing: it refuses again.
@@ -301,10 +373,12 @@ def test_skip_corrupt_salvages_the_rest(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sqlite3")
     _store_with_marked_bodies(path)
     _damage_page_of(path, b"MARK00150")
+    # One page of 900-byte bodies is lost, not more.
+    per_page = database_page_size(path) // 900 + 1
     store, loaded = load_copy(path, skip_corrupt=True)
     try:
         index = loaded.messages[("/", "q")]
-        assert 250 <= len(index) < 300
+        assert 300 - per_page <= len(index) < 300
         read = store.read_messages(list(index.message_ids))
         assert set(read) == set(index.message_ids)
         assert all(m.body == (b"MARK%05d" % (m.message_id - 1)) * 100 for m in read.values())
