@@ -35,6 +35,8 @@ POLL_INTERVAL_SECONDS = 0.002
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 #: Longest a single request-reply call may take before the run is declared broken.
 RPC_TIMEOUT_SECONDS = 30.0
+#: Correlation id that tells the RPC server to stop.
+RPC_STOP = "bench-stop"
 
 Ready = Callable[[], None]
 
@@ -134,6 +136,33 @@ class ClientKit:
     def rpc_client(self, connection: Any, channel: Any, routing_key: str) -> RpcCaller:
         """A request-reply caller on ``channel``, sending to ``routing_key``."""
         return BlockingRpcClient(self, connection, channel, routing_key)
+
+    def serve_rpc(self, channel: Any, queue: str, ready: Ready) -> int:
+        """Answer each request on ``queue`` with its own body until an :data:`RPC_STOP`.
+
+        Calls ``ready`` once consuming and returns how many requests were
+        answered.  The reply is published before the request is acked (the
+        order of pika's RPC tutorial).
+        """
+        served = 0
+
+        def on_request(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            nonlocal served
+            if properties.correlation_id == RPC_STOP:
+                ch.basic_ack(method.delivery_tag)
+                ch.stop_consuming()
+                return
+            ch.basic_publish(
+                "", properties.reply_to, body,
+                self.properties(correlation_id=properties.correlation_id),
+            )
+            ch.basic_ack(method.delivery_tag)
+            served += 1
+
+        channel.basic_consume(queue=queue, on_message_callback=on_request)
+        ready()
+        channel.start_consuming()
+        return served
 
     def hold_connections(self, url: str, count: int, ready: Ready) -> dict[str, Any]:
         """Open ``count`` connections, call ``ready`` (it returns when the broker has been
@@ -520,6 +549,27 @@ class AmqplikeKit(_TwistedKit):
                 return reply
 
         return _Bound()
+
+    def serve_rpc(self, channel: Any, queue: str, ready: Ready) -> int:
+        """``amqplike.client.rpc.RpcServer`` (the helper users call) answering with the body."""
+        try:
+            from amqplike.client.rpc import RpcServer
+        except ImportError:
+            return super().serve_rpc(channel, queue, ready)
+        served = 0
+
+        def echo(body: bytes, properties: Any) -> bytes:
+            nonlocal served
+            if properties.correlation_id == RPC_STOP:
+                channel.stop_consuming()
+            else:
+                served += 1
+            return body
+
+        server = RpcServer(channel, queue, echo)
+        ready()
+        server.serve_forever()
+        return served
 
     async def _tx_connect(self, reactor: Any, url: str) -> Any:
         from amqplike.client.twisted import connect

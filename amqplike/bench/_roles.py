@@ -16,6 +16,7 @@ from typing import Any
 
 from amqplike.bench._kits import (
     DIRECT_REPLY_TO,
+    RPC_STOP,
     ClientKit,
     get_kit,
     now_ns,
@@ -26,8 +27,6 @@ from amqplike.bench._kits import (
 
 #: Longest a publisher waits for the go signal after saying it is ready.
 GO_TIMEOUT_SECONDS = 120.0
-#: Correlation id that tells the RPC server to stop.
-RPC_STOP = "bench-stop"
 
 Spec = Mapping[str, Any]
 Role = Callable[[ClientKit, Spec, Callable[[], None]], dict[str, Any]]
@@ -162,26 +161,7 @@ def rpc_server(kit: ClientKit, spec: Spec, ready: Callable[[], None]) -> dict[st
     connection = kit.connect(spec["url"])
     channel = connection.channel()
     channel.basic_qos(prefetch_count=spec.get("prefetch", 100))
-    served = 0
-
-    def on_request(ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        nonlocal served
-        if properties.correlation_id == RPC_STOP:
-            ch.basic_ack(method.delivery_tag)
-            ch.stop_consuming()
-            return
-        ch.basic_publish(
-            "",
-            properties.reply_to,
-            body,
-            kit.properties(correlation_id=properties.correlation_id),
-        )
-        ch.basic_ack(method.delivery_tag)
-        served += 1
-
-    channel.basic_consume(queue=spec["queue"], on_message_callback=on_request)
-    ready()
-    channel.start_consuming()
+    served = kit.serve_rpc(channel, spec["queue"], ready)
     connection.close()
     return {"served": served}
 

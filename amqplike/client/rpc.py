@@ -280,11 +280,13 @@ class RpcServer:
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         if properties.reply_to:
-            channel.basic_publish(
-                "", properties.reply_to, reply,
+            channel._publish_unflushed(
+                properties.reply_to, reply,
                 BasicProperties(correlation_id=properties.correlation_id),
             )
         channel.basic_ack(method.delivery_tag)
+        # The reply and the ack in one write (see BlockingChannel._publish_unflushed).
+        channel.connection._flush()
 
     def serve_forever(self) -> None:
         """Run the channel's consumers until :meth:`stop` (``start_consuming``)."""

@@ -18,7 +18,9 @@ from amqplike.client.exceptions import (
     NackError,
     StreamLostError,
 )
+from amqplike.client.rpc import RpcServer
 from amqplike.client.sync import BlockingConnection, MethodFrame
+from amqplike.properties import BasicProperties
 from amqplike.wire import methods as m
 from tests.client.scripted import ClientReader, frames, handshake_replies
 
@@ -119,3 +121,34 @@ def test_other_protocol_version_is_refused(server: ScriptedServer) -> None:
     server.script(b"AMQP\x00\x00\x09\x01")
     with pytest.raises(IncompatibleProtocolError):
         BlockingConnection()
+
+
+def test_rpc_server_writes_reply_and_ack_together(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RpcServer answers a request with one write: the reply, then the request's ack."""
+    server.script(*handshake_replies())
+    conn = BlockingConnection()
+    server.script(frames(1, m.ChannelOpenOk()))
+    ch = conn.channel()
+    server.script(frames(1, m.BasicConsumeOk("ctag")))
+    rpc = RpcServer(ch, "rpc", lambda body, _props: body.upper())
+    server.received()
+    writes: list[int] = []
+    flush = BlockingConnection._flush
+
+    def counting_flush(self: BlockingConnection) -> None:
+        if self._engine.pending_output_bytes:
+            writes.append(self._engine.pending_output_bytes)
+        flush(self)
+
+    monkeypatch.setattr(BlockingConnection, "_flush", counting_flush)
+    request = BasicProperties(correlation_id="c1", reply_to="replies")
+    server.script(frames(1, m.BasicDeliver(rpc.consumer_tag, 7, False, "", "rpc"), request, b"hi"))
+    conn.process_data_events(1)
+    assert len(writes) == 1
+    assert server.received() == [m.BasicPublish("", "replies", False, False), m.BasicAck(7, False)]
+    server.script(frames(1, m.BasicCancelOk(rpc.consumer_tag)))
+    rpc.stop()
+    server.script(frames(0, m.ConnectionCloseOk()))
+    conn.close()
