@@ -72,6 +72,21 @@ DEFAULT_DATA_DIR: Final = "./amqplike-data"
 #: RabbitMQ's default delivery acknowledgement timeout: 30 minutes.
 DEFAULT_CONSUMER_TIMEOUT_MS: Final = 1_800_000
 
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: How long the reactor keeps polling after input (``--busy-poll``, microseconds).  A
+#: sequential request-reply round trip on 2 vCPUs: 200 us took it from ~4,000 to
+#: ~5,500 calls/s (p50 240 -> 170 us); a spinning broker on a single CPU would only
+#: take time from its clients, so there the default is 0.
+DEFAULT_BUSY_POLL_MICROSECONDS: Final = 200 if _usable_cpus() >= 2 else 0
+
 _LARGEST_LONG: Final = 0xFFFFFFFF
 _LARGEST_SHORT: Final = 0xFFFF
 
@@ -180,6 +195,16 @@ class Options(usage.Options):
             _integer,
         ],
         [
+            "busy-poll",
+            None,
+            DEFAULT_BUSY_POLL_MICROSECONDS,
+            "Keep polling the sockets, not sleeping, this many microseconds after each"
+            " batch of input (0 disables): answers that follow soon (request-reply,"
+            " acks) are read without a wake-up, for at most that much CPU after the"
+            " last input. Default 200, or 0 when the broker may run on one CPU only.",
+            _integer,
+        ],
+        [
             "sync",
             None,
             "full",
@@ -234,6 +259,7 @@ class Options(usage.Options):
         _check_range("max-body-bytes", self["max-body-bytes"], 0, 2**63 - 1)
         _check_range("consumer-timeout", self["consumer-timeout"], 0, 2**63 - 1)
         _check_range("publisher-flow-limit", self["publisher-flow-limit"], 0, 2**63 - 1)
+        _check_range("busy-poll", self["busy-poll"], 0, 1_000_000)
         if not self["data-dir"]:
             raise usage.UsageError("--data-dir must not be empty")
         try:
@@ -255,6 +281,7 @@ class Options(usage.Options):
             channel_max=self["channel-max"],
             heartbeat=self["heartbeat"],
             max_body_bytes=self["max-body-bytes"],
+            busy_poll_seconds=self["busy-poll"] / 1_000_000,
         )
 
 

@@ -31,6 +31,9 @@ class ServerLimits:
     ``frame_max``, ``channel_max`` and ``heartbeat`` (seconds, 0 disables) are
     the upper bounds a client may accept in ``connection.tune-ok``;
     ``max_body_bytes`` bounds one message body (406 above it).
+    ``busy_poll_seconds`` keeps the reactor polling instead of sleeping for
+    that long after each batch of input (0, the default here, never): see
+    :meth:`~amqplike.server.BrokerFactory.stay_awake`.
     """
 
     frame_max: int = field(
@@ -51,3 +54,4 @@ class ServerLimits:
     )
     close_timeout_seconds: float = field(default=CLOSE_TIMEOUT_SECONDS, validator=validators.gt(0))
     max_buffered_bytes: int = field(default=MAX_BUFFERED_BYTES, validator=validators.ge(0))
+    busy_poll_seconds: float = field(default=0.0, validator=validators.ge(0))

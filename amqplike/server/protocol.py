@@ -297,6 +297,7 @@ class AMQPServerProtocol(Protocol):
         finally:
             factory.batch_depth -= 1
             factory.flush_if_idle()
+            factory.stay_awake()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Close the core connection (requeueing unacked deliveries); idempotent, never raises."""
@@ -1260,6 +1261,8 @@ class BrokerFactory(Factory):
         self.publishers: set[AMQPServerProtocol] = set()
         self._dirty: dict[AMQPServerProtocol, None] = {}
         self._flush_call: IDelayedCall | None = None
+        self._awake_until = 0.0
+        self._awake_call: IDelayedCall | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> AMQPServerProtocol:
         """Return the protocol for a new connection (its peer is read from the transport)."""
@@ -1348,6 +1351,33 @@ class BrokerFactory(Factory):
         self._flush_call = None
         self.flush()
 
+    def stay_awake(self) -> None:
+        """Keep the reactor polling, not sleeping, for ``limits.busy_poll_seconds``.
+
+        Called after each batch of input.  A peer in a request-reply
+        exchange usually answers within a few hundred microseconds, and a
+        process woken from sleep by that answer pays tens of microseconds
+        for the wake-up (more on a VM, where an idle CPU halts): a sequential
+        RPC round trip has two such wake-ups in the broker.  Scheduling a
+        zero-delay call for that long keeps the reactor's poll non-blocking,
+        at the price of that much CPU after the last input when the broker
+        falls idle (what Erlang's scheduler busy-wait does for RabbitMQ).
+        A busy broker never sleeps anyway and pays one call per reactor turn.
+        """
+        seconds = self.limits.busy_poll_seconds
+        if seconds:
+            self._awake_until = self.clock.seconds() + seconds
+            if self._awake_call is None:
+                self._awake_call = self.clock.callLater(0, self._keep_awake)
+
+    def _keep_awake(self) -> None:
+        # Bounded by the window, so a clock stepped back does not spin longer.
+        left = self._awake_until - self.clock.seconds()
+        if 0 < left <= self.limits.busy_poll_seconds:
+            self._awake_call = self.clock.callLater(0, self._keep_awake)
+        else:
+            self._awake_call = None
+
     def close_all(
         self,
         reply_code: int = CONNECTION_FORCED,
@@ -1370,10 +1400,12 @@ class BrokerFactory(Factory):
             self.flush_if_idle()
 
     def stopFactory(self) -> None:
-        """Cancel the pending flush timer, so a stopped server leaves no delayed calls."""
-        call, self._flush_call = self._flush_call, None
-        if call is not None and call.active():
-            call.cancel()
+        """Cancel the pending flush and busy-poll calls, so a stopped server leaves none."""
+        for name in ("_flush_call", "_awake_call"):
+            call: IDelayedCall | None = getattr(self, name)
+            setattr(self, name, None)
+            if call is not None and call.active():
+                call.cancel()
 
 
 __all__ = [

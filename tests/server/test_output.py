@@ -1,4 +1,4 @@
-"""When the server's output reaches the socket: at the end of the batch that made it.
+"""When the server's output reaches the socket, and how long the reactor polls after input.
 
 Twisted's TCP transport only queues written bytes and sends them on the
 reactor's next write-readiness pass.  The server asks a transport that can
@@ -9,11 +9,13 @@ with a transport that sends nothing until ``doWrite`` is called.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IWriteDescriptor
+from twisted.internet.interfaces import IDelayedCall, IWriteDescriptor
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from amqplike.server import BrokerFactory
+from amqplike.core import Broker
+from amqplike.server import BrokerFactory, ServerLimits
 from amqplike.wire.methods import (
     BasicConsume,
     BasicConsumeOk,
@@ -114,3 +116,29 @@ def test_closing_leaves_the_last_write_to_the_reactor(factory: BrokerFactory) ->
     assert transport.queued, "close-ok waits for the reactor's write pass"
     transport.doWrite()
     assert client.expect(ConnectionCloseOk, 0)
+
+
+def _due_now(clock: Clock) -> list[IDelayedCall]:
+    return [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+
+
+def test_busy_poll_keeps_the_reactor_polling_for_its_window(broker: Broker, clock: Clock) -> None:
+    """After input, a zero-delay call keeps the reactor's poll from blocking, then stops."""
+    factory = BrokerFactory(broker, clock, ServerLimits(busy_poll_seconds=0.0002))
+    client = TestClient(factory)
+    client.handshake()
+    assert len(_due_now(clock)) == 1
+    clock.advance(0.001)
+    assert _due_now(clock) == []
+    client.open_channel(1)
+    assert len(_due_now(clock)) == 1
+    factory.stopFactory()
+    assert _due_now(clock) == []
+
+
+def test_no_busy_poll_unless_asked(broker: Broker, clock: Clock) -> None:
+    """The library's default (ServerLimits()) lets the reactor sleep right after input."""
+    client = TestClient(BrokerFactory(broker, clock, ServerLimits()))
+    client.handshake()
+    client.open_channel(1)
+    assert _due_now(clock) == []

@@ -10,7 +10,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from amqplike.server import BrokerFactory
-from amqplike.tap import DEFAULT_LISTEN, Options, makeService
+from amqplike.tap import DEFAULT_BUSY_POLL_MICROSECONDS, DEFAULT_LISTEN, Options, makeService
 
 
 def _options(*argv: str) -> Options:
@@ -28,6 +28,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert (limits.heartbeat, limits.frame_max, limits.channel_max) == (60, 131072, 2047)
 
 
+def test_busy_poll_option() -> None:
+    """--busy-poll is microseconds of polling after input; 0 turns it off."""
+    assert _options().limits().busy_poll_seconds == DEFAULT_BUSY_POLL_MICROSECONDS / 1e6
+    assert _options("--busy-poll", "0").limits().busy_poll_seconds == 0
+    assert _options("--busy-poll", "500").limits().busy_poll_seconds == 0.0005
+
+
 def test_listen_is_repeatable() -> None:
     """Each --listen adds an endpoint, replacing the default."""
     options = _options("--listen", "tcp:0", "--listen", "unix:/tmp/amqplike-test.sock")
@@ -42,6 +49,7 @@ def test_listen_is_repeatable() -> None:
         (["--frame-max", "100"], "--frame-max must be from 4096"),
         (["--channel-max", "0"], "--channel-max must be from 1 to 65535"),
         (["--max-body-bytes", "-5"], "--max-body-bytes must be from 0"),
+        (["--busy-poll", "-1"], "--busy-poll must be from 0 to 1000000"),
         (["--listen", "bogus:1234"], "--listen 'bogus:1234' is not a valid endpoint"),
         (["--listen", "tcp:notaport"], "--listen 'tcp:notaport' is not a valid endpoint"),
     ],
