@@ -403,7 +403,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     broker = Broker(consumer_timeout=options["consumer-timeout"] / 1000)
     factory = BrokerFactory(broker, reactor, options.limits())
     root = MultiService()
-    store: IService = PersistenceService(
+    persistence = PersistenceService(
         broker,
         _store_opener(options, reactor),
         reactor,
@@ -415,8 +415,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         flow_high_bytes=options["publisher-flow-limit"],
         flow_low_bytes=options["publisher-flow-limit"] // 2,
     )
-    store.setName("store")
-    store.setServiceParent(root)
+    persistence.setName("store")
+    persistence.setServiceParent(root)
+    factory.busy_poll_paused = persistence.adapter.writing
     sweeper: IService = DeadlineService(broker, reactor, factory)
     sweeper.setName("deadlines")
     sweeper.setServiceParent(root)

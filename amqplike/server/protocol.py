@@ -1170,6 +1170,10 @@ class AMQPServerProtocol(Protocol):
         return None if m.nowait else ConfirmSelectOk()
 
 
+def _never() -> bool:
+    return False
+
+
 def _core(channel: ServerChannel) -> CoreChannel:
     """The channel's core channel (present while the channel is open)."""
     core = channel.core
@@ -1263,6 +1267,8 @@ class BrokerFactory(Factory):
         self._flush_call: IDelayedCall | None = None
         self._awake_until = 0.0
         self._awake_call: IDelayedCall | None = None
+        #: While this says True the reactor is left to sleep (see :meth:`stay_awake`).
+        self.busy_poll_paused: Callable[[], bool] = _never
 
     def buildProtocol(self, addr: IAddress | None) -> AMQPServerProtocol:
         """Return the protocol for a new connection (its peer is read from the transport)."""
@@ -1363,9 +1369,11 @@ class BrokerFactory(Factory):
         at the price of that much CPU after the last input when the broker
         falls idle (what Erlang's scheduler busy-wait does for RabbitMQ).
         A busy broker never sleeps anyway and pays one call per reactor turn.
+        Not while :attr:`busy_poll_paused` says so: the plugin points it at
+        the store's writer, which needs the GIL a spinning reactor holds.
         """
         seconds = self.limits.busy_poll_seconds
-        if seconds:
+        if seconds and not self.busy_poll_paused():
             self._awake_until = self.clock.seconds() + seconds
             if self._awake_call is None:
                 self._awake_call = self.clock.callLater(0, self._keep_awake)
@@ -1373,7 +1381,7 @@ class BrokerFactory(Factory):
     def _keep_awake(self) -> None:
         # Bounded by the window, so a clock stepped back does not spin longer.
         left = self._awake_until - self.clock.seconds()
-        if 0 < left <= self.limits.busy_poll_seconds:
+        if 0 < left <= self.limits.busy_poll_seconds and not self.busy_poll_paused():
             self._awake_call = self.clock.callLater(0, self._keep_awake)
         else:
             self._awake_call = None

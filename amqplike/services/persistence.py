@@ -198,6 +198,11 @@ class StoreAdapter:
         self.store = store
         self._open = True
 
+    def writing(self) -> bool:
+        """Whether the store has operations queued or being written (a hint)."""
+        store = self.store
+        return self._open and store is not None and store.writing
+
     def close(self) -> None:
         """Close the store (blocking: commits what is queued, marks a clean shut-down).
 

@@ -76,6 +76,16 @@ class Store(Protocol):
         """Counters: commits, operations written, failed batches, largest batch."""
         ...
 
+    @property
+    def writing(self) -> bool:
+        """Whether operations wait to be written or are being written now.
+
+        A hint for the owner thread (it may be stale by the time it is read):
+        the server does not busy-poll while the writer has work, since a
+        spinning reactor thread would hold the GIL the writer needs.
+        """
+        ...
+
     def load(self) -> LoadedState:
         """Open the store, check it, and return what it holds (blocking).
 

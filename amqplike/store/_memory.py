@@ -103,6 +103,11 @@ class MemoryStore:
             self._commits, self._operations, self._failed_batches, self._largest_batch
         )
 
+    @property
+    def writing(self) -> bool:
+        """Whether operations are queued for the next :meth:`commit`."""
+        return bool(self._pending)
+
     def fail_next_commits(self, error: StoreWriteError, times: int = 1) -> None:
         """Make the next ``times`` commits fail with ``error`` (a test hook)."""
         self._faults.extend([error] * times)

@@ -211,6 +211,7 @@ class SQLiteStore:
         self._operations = 0
         self._failed_batches = 0
         self._largest_batch = 0
+        self._writing = False
         self._page_size = page_size
         self._encode_properties = PropertiesEncoder()
 
@@ -227,6 +228,11 @@ class SQLiteStore:
     def state(self) -> StoreState:
         """The writer's state; :meth:`StoreListener.state_changed` reports each change."""
         return self._state
+
+    @property
+    def writing(self) -> bool:
+        """Whether operations are queued or a batch is being written (a hint)."""
+        return self._writing or not self._ops.empty()
 
     @property
     def stats(self) -> StoreStats:
@@ -688,7 +694,9 @@ class SQLiteStore:
         carry: list[Op] = []
         closing = False
         while not closing:
+            self._writing = False
             batch, closing = self._next_batch(carry)
+            self._writing = True
             carry = []
             if self._state is StoreState.FAILED:
                 self._report_failed(batch)

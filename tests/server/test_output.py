@@ -142,3 +142,19 @@ def test_no_busy_poll_unless_asked(broker: Broker, clock: Clock) -> None:
     client.handshake()
     client.open_channel(1)
     assert _due_now(clock) == []
+
+
+def test_no_busy_poll_while_paused(broker: Broker, clock: Clock) -> None:
+    """While ``busy_poll_paused`` says so (the store is writing) the reactor may sleep."""
+    factory = BrokerFactory(broker, clock, ServerLimits(busy_poll_seconds=0.0002))
+    writing = [True]
+    factory.busy_poll_paused = lambda: writing[0]
+    client = TestClient(factory)
+    client.handshake()
+    assert _due_now(clock) == []
+    writing[0] = False
+    client.open_channel(1)
+    assert len(_due_now(clock)) == 1
+    writing[0] = True
+    clock.advance(0.0001)
+    assert _due_now(clock) == []

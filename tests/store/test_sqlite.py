@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,33 @@ def test_tokens_only_after_commit_returns(sqlite_backend: SQLiteBackend) -> None
     conn.gate.set()
     recorder.wait_reported("token")
     assert recorder.committed[-1] == "token"
+
+
+def test_writing_is_true_while_a_batch_is_written(sqlite_backend: SQLiteBackend) -> None:
+    """``writing`` (the server's cue not to busy-poll) holds from queueing to commit."""
+    store, recorder, _ = sqlite_backend.open()
+    conn = sqlite_backend.writer_connection()
+    store.put_queue(QueueRecord("/", "q"))
+    settle(store, recorder)  # type: ignore[arg-type]
+    _eventually(lambda: not store.writing)
+    conn.gate = threading.Event()
+    conn.at_gate = threading.Event()
+    store.append("/", ["q"], "", "q", PERSISTENT, b"x", "token")
+    assert store.writing
+    assert conn.at_gate.wait(WAIT_SECONDS)
+    assert store.writing
+    conn.gate.set()
+    conn.gate = None
+    recorder.wait_reported("token")
+    _eventually(lambda: not store.writing)
+
+
+def _eventually(predicate: Callable[[], bool]) -> None:
+    """Wait until ``predicate()`` holds; the writer thread sets what it reads."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
 
 
 def test_results_go_through_dispatch(tmp_path: Path) -> None:
