@@ -37,10 +37,13 @@ SCHEMA_VERSION: Final = 2
 DEFAULT_PAGE_SIZE: Final = 32768
 #: WAL size (bytes) after which a commit checkpoints it into the database file: SQLite's
 #: default of 1000 pages at the 8 KiB pages of older stores, kept in bytes whatever the
-#: page size.  1000 32 KiB pages (32 MB) measured slower: when a WAL generation spans
-#: several commits, ``journal_size_limit = 0`` cuts the file back and each later commit
-#: grows it again.
+#: page size.
 WAL_CHECKPOINT_BYTES: Final = 1000 * 8192
+#: ``journal_size_limit``: the WAL file is kept (not cut back) up to this size when it
+#: restarts, so commits overwrite blocks it already has; a larger one (after a big
+#: transaction) is cut back to it.  Stale frames behind the live ones are told apart
+#: by their salts (``_wal.py``).
+WAL_KEEP_BYTES: Final = 64 * 1024 * 1024
 #: ``PRAGMA application_id``: "AMQL", so a stray SQLite file is not taken for a store.
 APPLICATION_ID: Final = 0x414D514C
 

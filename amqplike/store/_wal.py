@@ -3,13 +3,22 @@
 SQLite discards a WAL's torn or uncommitted tail by itself: each frame
 carries a running checksum and the salts of its WAL generation, and recovery
 keeps frames up to the last valid commit frame.  It says nothing about it,
-though.  The store keeps ``journal_size_limit = 0``, so the WAL file is cut
-back when it restarts and never holds stale frames of an older generation;
-any byte past the frames SQLite kept is a tail it discarded (a write cut
-short by a crash, a transaction that never committed, or garbage).
+though.
 
-The check is cheap: read the WAL size and header before opening, ask SQLite
-how many frames it kept (``PRAGMA wal_checkpoint`` reports it), compare.
+The WAL file is not cut back to zero when it restarts (growing it again on
+every generation cost a file-system metadata commit per fsync; see
+``journal_size_limit`` in ``_sqlite.py``), so frames of an older generation
+may follow the ones SQLite kept.  They are told apart by their salts: a
+restart increments the header's salt-1 (and draws a new salt-2), so a stale
+frame carries a salt-1 a little below the current one.  What follows the
+kept frames is a discarded write when it is a frame of the current
+generation (written but never committed, or torn), or anything that is no
+frame of an older generation (zeros, garbage).  A partial frame of an older
+generation (the file was cut back at ``journal_size_limit``) is stale too.
+
+The check is cheap: read the WAL header before opening, ask SQLite how many
+frames it kept (``PRAGMA wal_checkpoint`` reports it), read the frame header
+after them.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from attrs import frozen
 WAL_HEADER_BYTES: Final = 32
 WAL_FRAME_HEADER_BYTES: Final = 24
 _WAL_MAGICS: Final = (0x377F0682, 0x377F0683)
+#: A frame whose salt-1 is at most this many generations behind the header's is stale.
+_STALE_GENERATIONS: Final = 1 << 16
 
 
 @frozen(slots=True)
@@ -33,6 +44,8 @@ class WalFile:
     size: int
     page_size: int
     header_valid: bool
+    #: The header's salt-1 and salt-2 (the current generation's).
+    salts: tuple[int, int] = (0, 0)
 
 
 def inspect_wal(db_path: str) -> WalFile | None:
@@ -50,7 +63,8 @@ def inspect_wal(db_path: str) -> WalFile | None:
         return WalFile(path, size, 0, False)
     magic, _version, page_size = struct.unpack(">III", header[:12])
     valid = magic in _WAL_MAGICS and _wal_header_checksum_ok(header, magic)
-    return WalFile(path, size, page_size if valid else 0, valid)
+    salts: tuple[int, int] = struct.unpack(">II", header[16:24])
+    return WalFile(path, size, page_size if valid else 0, valid, salts)
 
 
 def _wal_header_checksum_ok(header: bytes, magic: int) -> bool:
@@ -65,10 +79,11 @@ def _wal_header_checksum_ok(header: bytes, magic: int) -> bool:
 
 
 def discarded_tail(wal: WalFile | None, kept_frames: int) -> str | None:
-    """Describe the tail SQLite discarded, or None when it kept the whole WAL.
+    """Describe the tail SQLite discarded, or None when nothing of this generation was lost.
 
     ``kept_frames`` is the frame count SQLite recovered (the second value of
-    ``PRAGMA wal_checkpoint``).
+    ``PRAGMA wal_checkpoint``).  Call it before anything writes to the store
+    again: the WAL still holds what the crash left.
     """
     if wal is None:
         return None
@@ -77,11 +92,32 @@ def discarded_tail(wal: WalFile | None, kept_frames: int) -> str | None:
             f"write-ahead log {wal.path} has a torn or invalid header; "
             f"its {wal.size} bytes were discarded"
         )
-    kept = WAL_HEADER_BYTES + kept_frames * (WAL_FRAME_HEADER_BYTES + wal.page_size)
+    frame_bytes = WAL_FRAME_HEADER_BYTES + wal.page_size
+    kept = WAL_HEADER_BYTES + kept_frames * frame_bytes
     if wal.size <= kept:
+        return None
+    if wal.size - kept >= WAL_FRAME_HEADER_BYTES and _is_stale_frame(wal, kept):
         return None
     return (
         f"write-ahead log {wal.path} had a torn or uncommitted tail: "
         f"{wal.size - kept} bytes after byte {kept} were discarded "
         f"({kept_frames} committed frames kept)"
     )
+
+
+def _is_stale_frame(wal: WalFile, offset: int) -> bool:
+    """Whether the frame at ``offset`` belongs to an older generation of the WAL."""
+    try:
+        with open(wal.path, "rb") as f:
+            f.seek(offset)
+            header = f.read(WAL_FRAME_HEADER_BYTES)
+    except OSError:
+        return False
+    if len(header) < WAL_FRAME_HEADER_BYTES:
+        return False
+    salt1: int
+    salt2: int
+    salt1, salt2 = struct.unpack(">II", header[8:16])
+    current1, current2 = wal.salts
+    behind = (current1 - salt1) & 0xFFFFFFFF
+    return 0 < behind <= _STALE_GENERATIONS and salt2 != current2

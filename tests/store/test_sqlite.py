@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -340,6 +341,43 @@ def test_torn_wal_tail(
         assert "write-ahead log" in loaded.warnings[0] and "discarded" in loaded.warnings[0]
     finally:
         store.close()
+
+
+def _frame_salts(wal: str, page_size: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The WAL header's salts and those of every whole frame in the file."""
+    with open(wal, "rb") as f:
+        data = f.read()
+    frame = 24 + page_size
+    salts = [
+        struct.unpack(">II", data[offset + 8 : offset + 16])
+        for offset in range(32, len(data) - frame + 1, frame)
+    ]
+    return struct.unpack(">II", data[16:24]), salts
+
+
+def test_stale_frames_of_an_older_wal_generation_give_no_warning(
+    sqlite_backend: SQLiteBackend, tmp_path: Path
+) -> None:
+    """After a checkpoint the WAL restarts from its beginning and keeps its file: the
+    older generation's frames behind the live ones are neither lost data nor damage."""
+    store, recorder, _ = sqlite_backend.open()
+    store.put_queue(QueueRecord("/", "q"))
+    ids = []
+    for _ in range(12):  # past WAL_CHECKPOINT_BYTES: a checkpoint, then a restart
+        ids += [store.append("/", ["q"], "", "q", PERSISTENT, os.urandom(60_000)) for _ in range(20)]
+        settle(store, recorder)  # type: ignore[arg-type]
+    ids.append(store.append("/", ["q"], "", "q", PERSISTENT, b"last"))
+    settle(store, recorder)  # type: ignore[arg-type]
+    copy = crash_image(sqlite_backend.path, tmp_path / "crash")
+    current, salts = _frame_salts(copy + "-wal", database_page_size(copy))
+    assert current in salts, "the live generation has frames"
+    assert any(s[0] == current[0] - 1 for s in salts), "frames of the older generation remain"
+    other, loaded = load_copy(copy)
+    try:
+        assert list(loaded.messages[("/", "q")].message_ids) == ids
+        assert loaded.warnings == ()
+    finally:
+        other.close()
 
 
 def test_intact_wal_gives_no_warning(sqlite_backend: SQLiteBackend, tmp_path: Path) -> None:
