@@ -231,15 +231,23 @@ def _run_publish(
         "url": target.url, "exchange": EXCHANGE, "routing_key": ROUTING_KEY,
         "size": case.size, "count": case.count, "queue": queue, "wait_for_go": True,
     }
-    workers.start("publisher", f"publish_{case.variant}", spec)
-    workers.wait_ready(["publisher"])
-    meter.start()
-    workers.go()
-    result = workers.result("publisher")
-    meter.stop()
+    result = _timed(workers, meter, "publisher", f"publish_{case.variant}", spec)
     admin.delete(queues=[queue])
     seconds = _seconds(result["t0_ns"], result["t1_ns"])
     return {"seconds": seconds, "rate": case.count / seconds}
+
+
+def _timed(
+    workers: Workers, meter: _Meter, worker_id: str, role: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Start ``worker_id`` as ``role``, release it with the meter running; return its result."""
+    workers.start(worker_id, role, spec)
+    workers.wait_ready([worker_id])
+    meter.start()
+    workers.go()
+    result = workers.result(worker_id)
+    meter.stop()
+    return result
 
 
 def _run_confirm(
@@ -252,12 +260,7 @@ def _run_confirm(
         "count": case.count, "window": s.confirm_window, "wait_for_go": True,
     }
     role = "confirm_single" if case.variant == "single" else "confirm_window"
-    workers.start("publisher", role, spec)
-    workers.wait_ready(["publisher"])
-    meter.start()
-    workers.go()
-    result = workers.result("publisher")
-    meter.stop()
+    result = _timed(workers, meter, "publisher", role, spec)
     admin.delete(queues=[queue])
     seconds = _seconds(result["t0_ns"], result["t1_ns"])
     return {"seconds": seconds, "rate": case.count / seconds, "latencies_ns": result["latencies_ns"]}
@@ -333,15 +336,10 @@ def _run_rpc(
     workers.start("server", "rpc_server", {"url": target.url, "queue": queue})
     workers.wait_ready(["server"])
     concurrency = 1 if case.variant == "sequential" else int(case.variant.removeprefix("concurrent"))
-    workers.start("caller", "rpc_caller", {
+    result = _timed(workers, meter, "caller", "rpc_caller", {
         "url": target.url, "queue": queue, "size": case.size, "count": case.count,
         "concurrency": concurrency, "wait_for_go": True,
     })
-    workers.wait_ready(["caller"])
-    meter.start()
-    workers.go()
-    result = workers.result("caller")
-    meter.stop()
     workers.result("server")
     admin.delete(queues=[queue])
     seconds = _seconds(result["t0_ns"], result["t1_ns"])
