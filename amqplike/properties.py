@@ -8,6 +8,7 @@ immutable value: change it with :func:`attrs.evolve`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any, Final
 
 from attrs import frozen
@@ -29,6 +30,12 @@ PROPERTY_NAMES: Final = (
     "app_id",
     "cluster_id",
 )
+
+#: ``property_values(p)``: the values of ``p`` as a tuple in :data:`PROPERTY_NAMES` order
+#: (one C call; the codecs of the wire and of the store both start from it).
+property_values: Final = attrgetter(*PROPERTY_NAMES)
+#: Where ``reply_to`` is in that tuple.
+REPLY_TO_INDEX: Final = PROPERTY_NAMES.index("reply_to")
 
 #: ``delivery_mode`` values, as in AMQP.
 TRANSIENT_DELIVERY_MODE: Final = 1

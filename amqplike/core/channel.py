@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from attrs import define, evolve, field
+from attrs import define, field
 
 from amqplike.core.arguments import parse_consumer_timeout, parse_expiration
 from amqplike.core.message import DropReason, GetResult, Message
@@ -42,7 +42,7 @@ from amqplike.errors import (
     ChannelError,
     HardError,
 )
-from amqplike.properties import BasicProperties
+from amqplike.properties import REPLY_TO_INDEX, BasicProperties, property_values
 
 if TYPE_CHECKING:
     from amqplike.core.broker import Connection
@@ -717,7 +717,10 @@ class Channel:
         token = self._reply_token
         if token is None:
             raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
-        return evolve(properties, reply_to=REPLY_TO_PREFIX + token)
+        # Built from the value tuple: evolve() costs twice as much, once per request.
+        values = list(property_values(properties))
+        values[REPLY_TO_INDEX] = REPLY_TO_PREFIX + token
+        return BasicProperties(*values)
 
     def _confirm(
         self, seq: int, message: Message, queues: Iterable[Queue], ack: bool = True

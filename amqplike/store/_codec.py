@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from operator import attrgetter
 from typing import Any, Final
 
 import cbor2
 
-from amqplike.properties import EMPTY_PROPERTIES, PROPERTY_NAMES, BasicProperties
+from amqplike.properties import EMPTY_PROPERTIES, BasicProperties, property_values
 
 _EMPTY_TABLE: Final = cbor2.dumps({}, canonical=True)
-_property_values: Final = attrgetter(*PROPERTY_NAMES)
 #: Most distinct header-less property sets :class:`PropertiesEncoder` remembers.
 _CACHE_ENTRIES: Final = 512
 
@@ -49,7 +47,7 @@ def encode_properties(properties: BasicProperties) -> bytes | None:
     """Return the stored form of ``properties``; None when none is set."""
     if properties is EMPTY_PROPERTIES:
         return None
-    return _encode_values(_property_values(properties))
+    return _encode_values(property_values(properties))
 
 
 class PropertiesEncoder:
@@ -66,7 +64,7 @@ class PropertiesEncoder:
     def __call__(self, properties: BasicProperties) -> bytes | None:
         if properties is EMPTY_PROPERTIES:
             return None
-        values = _property_values(properties)
+        values = property_values(properties)
         if values[2] is not None:  # headers: not hashable, rarely repeated
             return _encode_values(values)
         cache = self._cache

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from amqplike.properties import EMPTY_PROPERTIES, PROPERTY_NAMES, BasicProperties
+from amqplike.properties import (
+    EMPTY_PROPERTIES,
+    PROPERTY_NAMES,
+    BasicProperties,
+    property_values,
+)
 from amqplike.wire.values import (
     LONGLONG,
     OCTET,
@@ -46,7 +51,7 @@ def properties_to_list(properties: BasicProperties) -> list[Any]:
     """Return the property values in wire order, trailing ``None`` values dropped."""
     if properties is EMPTY_PROPERTIES:
         return []
-    values = [getattr(properties, name) for name in PROPERTY_NAMES]
+    values = list(property_values(properties))
     while values and values[-1] is None:
         values.pop()
     return values
