@@ -12,13 +12,28 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
+
+from amqplike.core import Broker
 
 # Shared machines are noisy: never fail a property test for being slow.
 settings.register_profile(
     "amqplike", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("amqplike")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """Fake time for timers, heartbeats and timeouts (the core's times are its seconds)."""
+    return Clock()
+
+
+@pytest.fixture
+def broker() -> Broker:
+    """A fresh broker core: vhost ``/`` and user guest/guest (the e2e tests' is a process)."""
+    return Broker()
 
 
 class _FailureRecorder:

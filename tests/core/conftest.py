@@ -92,12 +92,6 @@ def send(
 
 
 @pytest.fixture
-def broker() -> Broker:
-    """A fresh broker (vhost '/', user guest)."""
-    return Broker()
-
-
-@pytest.fixture
 def conn(broker: Broker) -> Connection:
     """A guest connection to '/'."""
     return broker.connect()

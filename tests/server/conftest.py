@@ -11,18 +11,6 @@ from tests.server._client import TestClient
 
 
 @pytest.fixture
-def clock() -> Clock:
-    """Fake time for heartbeats and timeouts."""
-    return Clock()
-
-
-@pytest.fixture
-def broker() -> Broker:
-    """A fresh broker: vhost ``/`` and user guest/guest."""
-    return Broker()
-
-
-@pytest.fixture
 def factory(broker: Broker, clock: Clock) -> BrokerFactory:
     """A server factory with default limits."""
     return BrokerFactory(broker, clock, ServerLimits())

@@ -30,18 +30,6 @@ from tests.server._client import TestClient
 
 
 @pytest.fixture
-def clock() -> Clock:
-    """Fake time; the core's times are this clock's seconds."""
-    return Clock()
-
-
-@pytest.fixture
-def broker() -> Broker:
-    """A fresh broker core."""
-    return Broker()
-
-
-@pytest.fixture
 def service(broker: Broker, clock: Clock) -> Iterator[DeadlineService]:
     """A running sweeper without a server (nothing to flush)."""
     service = DeadlineService(broker, clock)
